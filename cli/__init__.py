@@ -1,0 +1,1 @@
+"""The ``weightmaps`` command line: a thin click shell over the Python API."""
