@@ -1,0 +1,41 @@
+"""Shared fixtures: generated instance masks and the optional real data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REALDATA = Path(__file__).resolve().parents[2] / "shared" / "realdata"
+
+
+@pytest.fixture
+def realdata() -> Path:
+    if not REALDATA.is_dir():
+        pytest.skip("../shared/realdata is absent")
+    return REALDATA
+
+
+def random_instances(
+    shape: tuple[int, ...],
+    n: int,
+    *,
+    radius: tuple[float, float] = (2.0, 6.0),
+    seed: int = 0,
+    ids: np.ndarray | None = None,
+) -> np.ndarray:
+    """Overlapping balls: later ones overwrite earlier ones, so many touch.
+
+    Centres may lie near or on the border; ``ids`` gives non-contiguous labels.
+    """
+    rng = np.random.default_rng(seed)
+    grids = np.indices(shape)
+    labels = np.zeros(shape, np.int32)
+    ids = np.arange(1, n + 1) if ids is None else np.asarray(ids)
+    for label in ids[:n]:
+        centre = rng.uniform(0, shape)
+        r = rng.uniform(*radius)
+        inside = sum((g - c) ** 2 for g, c in zip(grids, centre, strict=True)) <= r * r
+        labels[inside] = label
+    return labels
