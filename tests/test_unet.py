@@ -197,3 +197,15 @@ def test_realdata_dsb2018_smallest(realdata):
     files = sorted((realdata / "dsb2018" / "labels").glob("*.png"), key=lambda p: p.stat().st_size)
     for path in files[:3]:
         assert_matches_reference(read_mask(path))
+
+
+@pytest.mark.parametrize("shape", [(90, 40), (30, 20, 18)])
+def test_slabs_give_the_same_map(monkeypatch, shape):
+    """The last pass runs in slabs with halos; tiny slabs must change nothing."""
+    import weightmaps.nearest
+
+    labels = random_instances(shape, 20, seed=13)
+    whole = unet_weight_map(labels, sigma=2.0)
+    monkeypatch.setattr(weightmaps.nearest, "_BLOCK_PIXELS", 1)
+    np.testing.assert_array_equal(unet_weight_map(labels, sigma=2.0), whole)
+    assert_matches_reference(labels, sigma=2.0)

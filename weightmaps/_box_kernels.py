@@ -16,11 +16,19 @@ def _box_sum_lines(src, dst, half):
         acc = 0.0
         for i in range(min(half, n)):
             acc += line[i]
-        for i in range(n):
+        # The window [i - half, i + half] clipped to the line; the loop is
+        # split where clipping starts and stops so the hot middle has no tests.
+        head = min(half + 1, n)
+        for i in range(head):
             if i + half < n:
                 acc += line[i + half]
-            if i - half - 1 >= 0:
-                acc -= line[i - half - 1]
+            out[i] = acc
+        middle_end = n - half
+        for i in range(head, middle_end):
+            acc += line[i + half] - line[i - half - 1]
+            out[i] = acc
+        for i in range(max(head, middle_end), n):
+            acc -= line[i - half - 1]
             out[i] = acc
 
 

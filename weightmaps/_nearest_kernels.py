@@ -23,20 +23,22 @@ NO_LABEL = -1
 
 @nb.njit(cache=True, inline="always", error_model="numpy")
 def _keep_two(v, lab, v1, l1, v2, l2):
-    """Offer site (v, lab) to the running pair; keep the two nearest distinct labels."""
-    if lab == l1:
-        if v < v1:
-            v1 = v
-    elif v < v1:
-        # The old nearest keeps second place whether or not lab was second.
-        v2 = v1
-        l2 = l1
-        v1 = v
-        l1 = lab
-    elif v < v2:
-        v2 = v
-        l2 = lab
-    return v1, l1, v2, l2
+    """Offer site (v, lab) to the running pair; keep the two nearest distinct labels.
+
+    Written as selects rather than nested branches: which case applies is
+    data-dependent and mispredicted branches dominated the cost.
+    """
+    same = lab == l1
+    nearer = v < v1
+    new_v1 = v if nearer else v1  # if same, lab == l1, so this is min either way
+    new_l1 = lab if nearer else l1
+    if same:
+        new_v2 = v2
+        new_l2 = l2
+    else:
+        new_v2 = v1 if nearer else min(v, v2)
+        new_l2 = l1 if nearer else (lab if v < v2 else l2)
+    return new_v1, new_l1, new_v2, new_l2
 
 
 @nb.njit(cache=True, nogil=True, error_model="numpy")
@@ -141,20 +143,23 @@ def _window_pair(iv1, il1, iv2, il2, a, i, c, step2, sum_cut):
         hi = i + o
         if lo < 0 and hi >= n:
             break
+        # A missing site carries the cap as its distance and v2 never
+        # exceeds the cap, so "t < v2" also rules out missing sites; and a
+        # line whose nearest cannot enter cannot offer its second either.
         if lo >= 0:
-            m = il1[a, lo, c]
-            if m != NO_LABEL:
-                v1, l1, v2, l2 = _keep_two(iv1[a, lo, c] + off, m, v1, l1, v2, l2)
-                m = il2[a, lo, c]
-                if m != NO_LABEL:
-                    v1, l1, v2, l2 = _keep_two(iv2[a, lo, c] + off, m, v1, l1, v2, l2)
+            t = iv1[a, lo, c] + off
+            if t < v2:
+                v1, l1, v2, l2 = _keep_two(t, il1[a, lo, c], v1, l1, v2, l2)
+                t = iv2[a, lo, c] + off
+                if t < v2:
+                    v1, l1, v2, l2 = _keep_two(t, il2[a, lo, c], v1, l1, v2, l2)
         if hi < n:
-            m = il1[a, hi, c]
-            if m != NO_LABEL:
-                v1, l1, v2, l2 = _keep_two(iv1[a, hi, c] + off, m, v1, l1, v2, l2)
-                m = il2[a, hi, c]
-                if m != NO_LABEL:
-                    v1, l1, v2, l2 = _keep_two(iv2[a, hi, c] + off, m, v1, l1, v2, l2)
+            t = iv1[a, hi, c] + off
+            if t < v2:
+                v1, l1, v2, l2 = _keep_two(t, il1[a, hi, c], v1, l1, v2, l2)
+                t = iv2[a, hi, c] + off
+                if t < v2:
+                    v1, l1, v2, l2 = _keep_two(t, il2[a, hi, c], v1, l1, v2, l2)
         o += 1
     return v1, l1, v2, l2
 
