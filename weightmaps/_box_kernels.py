@@ -72,3 +72,10 @@ def edge_term(box_sum, m, scale, out):
         d = abs(box_sum[i] * scale - m[i])
         if d > out[i]:
             out[i] = d
+
+
+@nb.njit(cache=True, nogil=True, error_model="numpy")
+def edge_weights_in_place(box_sum, m, scale, alpha):
+    """``box_sum = 1 + alpha * |box_sum * scale - m|``: no temporaries for one class."""
+    for i in range(m.size):
+        box_sum[i] = 1.0 + alpha * abs(box_sum[i] * scale - m[i])

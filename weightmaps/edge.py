@@ -18,7 +18,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from weightmaps._box_kernels import box_sum_pass, edge_term
+from weightmaps._box_kernels import box_sum_pass, edge_term, edge_weights_in_place
 
 __all__ = ["box_sum", "edge_weight_map"]
 
@@ -127,13 +127,14 @@ def edge_weight_map(
         classes = range(num_classes)
     _check_kernel_size(kernel_size)
     scale = 1.0 / float(kernel_size) ** mask.ndim
-    edge = np.zeros(mask.size, np.float32)
     if classes is None:
         m = _foreground(mask, ignore_index)
-        edge_term(box_sum(m, kernel_size).ravel(), m.ravel(), scale, edge)
+        weights = box_sum(m, kernel_size)
+        edge_weights_in_place(weights.ravel(), m.ravel(), scale, float(alpha))
     else:
         if not np.issubdtype(mask.dtype, np.integer):
             raise TypeError(f"a semantic mask must hold integer class ids, got {mask.dtype}")
+        edge = np.zeros(mask.size, np.float32)
         for c in classes:
             if ignore_index is not None and c == ignore_index:
                 continue
@@ -141,10 +142,9 @@ def edge_weight_map(
             if not m.any():
                 continue  # an absent class has box(m) = m = 0 everywhere
             edge_term(box_sum(m, kernel_size).ravel(), m.ravel(), scale, edge)
-    edge = edge.reshape(mask.shape)
-    weights = edge
-    weights *= alpha
-    weights += 1.0
+        weights = edge.reshape(mask.shape)
+        weights *= alpha
+        weights += 1.0
     if ignore_index is not None and np.issubdtype(mask.dtype, np.integer):
         weights[mask == ignore_index] = 0.0
     return weights
