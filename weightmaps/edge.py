@@ -19,6 +19,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from weightmaps._box_kernels import box_sum_pass, edge_term, edge_weights_in_place
+from weightmaps._lines import line_view
 
 __all__ = ["box_sum", "edge_weight_map"]
 
@@ -27,15 +28,6 @@ def _check_kernel_size(kernel_size: int) -> None:
     if kernel_size < 1 or kernel_size % 2 == 0:
         # An even window has no centre pixel: avg_pool then changes the shape.
         raise ValueError(f"kernel_size must be a positive odd integer, got {kernel_size}")
-
-
-def _line_view(array: np.ndarray, axis: int) -> np.ndarray:
-    shape = array.shape
-    return array.reshape(
-        int(np.prod(shape[:axis], dtype=np.int64)),
-        shape[axis],
-        int(np.prod(shape[axis + 1 :], dtype=np.int64)),
-    )
 
 
 def box_sum(values: np.ndarray, kernel_size: int) -> np.ndarray:
@@ -54,7 +46,7 @@ def box_sum(values: np.ndarray, kernel_size: int) -> np.ndarray:
         out = buffers[axis % 2]
         if out is None:
             out = buffers[1] = np.empty_like(current)
-        box_sum_pass(_line_view(current, axis), _line_view(out, axis), kernel_size)
+        box_sum_pass(line_view(current, axis), line_view(out, axis), kernel_size)
         current = out
     return current
 

@@ -26,6 +26,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from weightmaps import _nearest_kernels as kernels
+from weightmaps._lines import line_view
 
 __all__ = ["nearest_two_instances"]
 
@@ -65,15 +66,6 @@ def _axis_order(spacing: np.ndarray) -> list[int]:
     return [first] + [ax for ax in reversed(range(ndim)) if ax != first]
 
 
-def _line_view(array: np.ndarray, axis: int) -> np.ndarray:
-    shape = array.shape
-    return array.reshape(
-        int(np.prod(shape[:axis], dtype=np.int64)),
-        shape[axis],
-        int(np.prod(shape[axis + 1 :], dtype=np.int64)),
-    )
-
-
 class _PairBuffer:
     """Squared distances (float32: capped values are small, so exact for
     integer offsets) and labels of the two nearest distinct sites."""
@@ -85,7 +77,7 @@ class _PairBuffer:
         self.l2 = np.empty(shape, label_dtype)
 
     def views(self, axis: int) -> tuple[np.ndarray, ...]:
-        return tuple(_line_view(a, axis) for a in (self.v1, self.l1, self.v2, self.l2))
+        return tuple(line_view(a, axis) for a in (self.v1, self.l1, self.v2, self.l2))
 
 
 def _pair_passes(
@@ -100,7 +92,7 @@ def _pair_passes(
     first = order[0]
     current = _PairBuffer(labels.shape, labels.dtype)
     kernels.scan_pass(
-        _line_view(labels, first), *current.views(first), float(spacing[first] ** 2), cap
+        line_view(labels, first), *current.views(first), float(spacing[first] ** 2), cap
     )
     rest = order[1:]
     stop = len(rest) if keep_last else len(rest) - 1
@@ -223,9 +215,9 @@ def add_border_term(
         slab_out = np.ascontiguousarray(out[slab])
         pairs, _ = _pair_passes(slab_labels, spacing_, cap, keep_last=False)
         kernels.border_pass(
-            _line_view(slab_labels, axis),
+            line_view(slab_labels, axis),
             *pairs.views(axis),
-            _line_view(slab_out, axis),
+            line_view(slab_out, axis),
             lo - a,
             hi - a,
             float(spacing_[axis] ** 2),
