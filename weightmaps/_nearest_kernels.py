@@ -41,6 +41,19 @@ def _keep_two(v, lab, v1, l1, v2, l2):
     return new_v1, new_l1, new_v2, new_l2
 
 
+@nb.njit(cache=True, inline="always", error_model="numpy")
+def _passed_site(lab, i, p1, q1, p2, q2):
+    """A scan passes pixel i: update the nearest site behind (p1, label q1) and
+    the nearest behind it with another label (p2, q2)."""
+    if lab != 0:
+        if lab != q1:
+            p2 = p1
+            q2 = q1
+            q1 = lab
+        p1 = i
+    return p1, q1, p2, q2
+
+
 @nb.njit(cache=True, nogil=True, error_model="numpy")
 def scan_pass(labels, out_v1, out_l1, out_v2, out_l2, step2, cap):
     """First pass, from the label image itself: two linear scans per line.
@@ -57,13 +70,7 @@ def scan_pass(labels, out_v1, out_l1, out_v2, out_l2, step2, cap):
             p2 = -1
             q2 = NO_LABEL
             for i in range(n):
-                lab = labels[a, i, c]
-                if lab != 0:
-                    if lab != q1:
-                        p2 = p1
-                        q2 = q1
-                        q1 = lab
-                    p1 = i
+                p1, q1, p2, q2 = _passed_site(labels[a, i, c], i, p1, q1, p2, q2)
                 v1 = cap
                 l1 = NO_LABEL
                 v2 = cap
@@ -87,13 +94,7 @@ def scan_pass(labels, out_v1, out_l1, out_v2, out_l2, step2, cap):
             p2 = -1
             q2 = NO_LABEL
             for i in range(n - 1, -1, -1):
-                lab = labels[a, i, c]
-                if lab != 0:
-                    if lab != q1:
-                        p2 = p1
-                        q2 = q1
-                        q1 = lab
-                    p1 = i
+                p1, q1, p2, q2 = _passed_site(labels[a, i, c], i, p1, q1, p2, q2)
                 if q1 == NO_LABEL:
                     continue
                 d = (p1 - i) * (p1 - i) * step2
