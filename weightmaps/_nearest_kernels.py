@@ -147,6 +147,8 @@ def _window_pair(iv1, il1, iv2, il2, a, i, c, step2, sum_cut):
         # A missing site carries the cap as its distance and v2 never
         # exceeds the cap, so "t < v2" also rules out missing sites; and a
         # line whose nearest cannot enter cannot offer its second either.
+        # The two sides stay written out: a shared inlined helper measured 7x
+        # slower (numba did not keep the loop tight).
         if lo >= 0:
             t = iv1[a, lo, c] + off
             if t < v2:

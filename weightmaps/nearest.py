@@ -184,14 +184,15 @@ def add_border_term(
 
     Nothing is added on instances, where fewer than two instances exist, and
     where ``d1 + d2 >= cutoff`` (there the term is below
-    ``w0 * exp(-cutoff^2 / 2 sigma^2)``). ``out`` is float32, same shape.
+    ``w0 * exp(-cutoff^2 / 2 sigma^2)``). ``instances`` must come from
+    ``_as_label_array``; ``out`` is float32, same shape.
 
     Every pass but the last is independent along the last pass's axis, and
     the last one looks at most ``cutoff`` away along it, so the image is done
     in slabs along that axis, each grown by that reach: memory stays bounded
     while the result is the same as in one piece.
     """
-    labels = _as_label_array(instances)
+    labels = instances  # validated by the caller (unet_weight_map)
     spacing_ = _normalized_spacing(spacing, labels.ndim)
     inv_two_sigma2 = 1.0 / (2.0 * sigma * sigma)
     cap = cutoff * cutoff
