@@ -29,6 +29,7 @@ __all__ = [
     "RGB_RULES",
     "MaskReadError",
     "read_mask",
+    "read_spacing",
 ]
 
 DEFAULT_MAX_PIXELS: int = 2**30
@@ -634,6 +635,69 @@ def _tiff_end(tif: Any, series: Any) -> int:
     return end
 
 
+def _refuse_extra_series(path: str, tif: Any) -> None:
+    """Pages of different shapes split a stack into series: not one 2D or 3D mask."""
+    extra = [s for s in tif.series[1:] if not s.keyframe.is_reduced]
+    if extra:
+        shapes = ", ".join(str(tuple(s.shape)) for s in tif.series[:4])
+        raise MaskReadError(
+            path,
+            f"TIFF holds {len(extra) + 1} images of different shapes ({shapes}); expected "
+            "one 2D image or one 3D stack of equal pages",
+        )
+
+
+def read_spacing(path: str | os.PathLike[str]) -> tuple[float, ...] | None:
+    """Pixel size per axis recorded in a TIFF, or None where it records none.
+
+    ImageJ stacks give the slice spacing (``spacing``) and the resolution
+    tags give y and x. Other formats record nothing usable and give None.
+    Metadata is read from the header only; a file that cannot be read gives
+    None (reading the mask itself reports the problem).
+
+    Examples
+    --------
+    >>> read_spacing("mask.png") is None  # doctest: +SKIP
+    True
+    """
+    if Path(path).suffix.lower() not in (".tif", ".tiff"):
+        return None
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            if not tif.series:
+                return None
+            series = tif.series[0]
+            page = series.keyframe
+            spatial = [n for n, ax in zip(series.shape, series.axes, strict=True) if ax != "S"]
+            spatial = [n for n in spatial if n != 1] if len(spatial) > 2 else spatial
+            yx = [_resolution_spacing(page, f"{axis}Resolution") for axis in "YX"]
+            meta = tif.imagej_metadata or {}
+            z = meta.get("spacing")
+    except (*_LIBRARY_ERRORS, MaskReadError):
+        return None
+    spacing: list[float | None] = yx if len(spatial) == 2 else [z, *yx]
+    if all(s is None for s in spacing) or len(spatial) not in (2, 3):
+        return None
+    result = tuple(1.0 if s is None else float(s) for s in spacing)
+    if not all(math.isfinite(s) and s > 0 for s in result):
+        return None
+    return result
+
+
+def _resolution_spacing(page: Any, name: str) -> float | None:
+    tag = page.tags.get(name)
+    if tag is None:
+        return None
+    numerator, denominator = tag.value
+    if numerator <= 0 or denominator <= 0:
+        return None
+    spacing = denominator / numerator
+    # (1, 1) is what writers put when they know nothing.
+    return None if spacing == 1.0 else spacing
+
+
 def _read_tiff(request: _Request) -> np.ndarray:
     import tifffile
 
@@ -645,6 +709,7 @@ def _read_tiff(request: _Request) -> np.ndarray:
                 if not tif.series:
                     raise MaskReadError(path, "TIFF file contains no images")
                 series = tif.series[0]
+                _refuse_extra_series(path, tif)
                 compression = int(series.keyframe.compression)
                 channels = _tiff_channels(series)
                 shape = tuple(int(n) for n in series.shape)

@@ -1,0 +1,122 @@
+"""What is in a set of masks: class frequencies, instances, touching pairs.
+
+Pure computation on arrays; ``weightmaps stats`` reads the files.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+from scipy import ndimage
+
+from weightmaps.balance import BALANCE_MODES, ClassCounts, class_weights
+from weightmaps.maps import MapSettings, mask_instances
+
+__all__ = ["MaskStats", "mask_stats", "summarize_stats", "touching_pairs"]
+
+
+def touching_pairs(instances: np.ndarray, connectivity: int = 1) -> int:
+    """Number of distinct pairs of instances that touch.
+
+    Two instances touch when a pixel of one neighbours a pixel of the other
+    (``connectivity`` 1 = faces only, up to ``ndim`` = also edges and corners).
+
+    Examples
+    --------
+    >>> touching_pairs(np.array([[1, 2, 0, 3], [1, 2, 0, 3]]))
+    1
+    >>> touching_pairs(np.array([[1, 0], [0, 2]]), connectivity=2)
+    1
+    """
+    labels = np.asarray(instances)
+    structure = ndimage.generate_binary_structure(labels.ndim, connectivity)
+    centre = np.array(structure.shape) // 2
+    pairs = []
+    for offset in np.argwhere(structure) - centre:
+        # Half of the neighbourhood: each unordered neighbour pair once.
+        nonzero = offset[offset != 0]
+        if nonzero.size == 0 or nonzero[0] < 0:
+            continue
+        here = tuple(slice(max(0, -o), labels.shape[i] - max(0, o)) for i, o in enumerate(offset))
+        there = tuple(slice(max(0, o), labels.shape[i] - max(0, -o)) for i, o in enumerate(offset))
+        a, b = labels[here], labels[there]
+        touching = (a != b) & (a != 0) & (b != 0)
+        if touching.any():
+            lo = np.minimum(a[touching], b[touching]).astype(np.int64)
+            hi = np.maximum(a[touching], b[touching]).astype(np.int64)
+            pairs.append(np.stack([lo, hi], axis=1))
+    if not pairs:
+        return 0
+    return int(np.unique(np.concatenate(pairs), axis=0).shape[0])
+
+
+@dataclasses.dataclass
+class MaskStats:
+    """Statistics of one mask (or, summed, of many)."""
+
+    mask_type: str
+    counts: ClassCounts
+    instances: int
+    touching_pairs: int
+    masks: int = 1
+
+
+def mask_stats(mask: np.ndarray, settings: MapSettings | None = None) -> MaskStats:
+    """Class counts, instance count and touching pairs of one mask.
+
+    Binary and instance masks count background (0) and foreground (1);
+    semantic masks their class ids. Instances of binary and semantic masks
+    are their connected components.
+
+    Examples
+    --------
+    >>> s = mask_stats(np.array([[1, 2, 0, 0], [1, 2, 0, 3]], np.uint16))
+    >>> s.mask_type, s.instances, s.touching_pairs, s.counts.pixels
+    ('instance', 3, 1, {0: 3, 1: 5})
+    """
+    settings = settings or MapSettings()
+    mask_type, counts, instances = mask_instances(mask, settings)
+    ids = np.unique(instances)
+    return MaskStats(
+        mask_type=mask_type,
+        counts=counts,
+        instances=int(np.count_nonzero(ids)),
+        touching_pairs=touching_pairs(instances),
+    )
+
+
+def summarize_stats(stats: list[MaskStats]) -> dict[str, Any]:
+    """Totals over masks, with the class weights each balance mode would give.
+
+    Returns a JSON-ready dict: ``masks``, ``mask_types``, ``classes`` (per
+    class: pixels, frequency, and the weight of every mode), ``instances``
+    and ``touching_pairs``.
+    """
+    total = sum((s.counts for s in stats), ClassCounts({}, {}, 0))
+    types: dict[str, int] = {}
+    for s in stats:
+        types[s.mask_type] = types.get(s.mask_type, 0) + 1
+    weights = {}
+    for mode in BALANCE_MODES:
+        try:
+            weights[mode] = class_weights(total, mode)
+        except ValueError:
+            weights[mode] = {}  # beta needs two classes
+    n = total.total
+    classes = {
+        str(c): {
+            "pixels": pixels,
+            "frequency": pixels / n if n else 0.0,
+            **{f"{mode}_weight": weights[mode].get(c) for mode in BALANCE_MODES},
+        }
+        for c, pixels in sorted(total.pixels.items())
+    }
+    return {
+        "masks": len(stats),
+        "mask_types": types,
+        "classes": classes,
+        "instances": sum(s.instances for s in stats),
+        "touching_pairs": sum(s.touching_pairs for s in stats),
+    }
