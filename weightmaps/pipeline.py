@@ -1,0 +1,1126 @@
+"""The offline pipeline behind ``weightmaps generate`` and ``weightmaps check``.
+
+The pipeline knows files, not formulas: it finds masks under MASKS, decides
+which maps are missing or stale from the manifest, has worker processes read
+each mask, compute its maps with :func:`weightmaps.maps.compute_maps` and
+write them atomically, and records every finished mask in
+``OUT/weightmaps.json`` as it completes, so an interrupted run resumes where
+it stopped.
+
+Output layout: for ``MASKS/a/b.png``, ``OUT/a/b.unet.tif``,
+``OUT/a/b.edge.tif``, ``OUT/a/b.balance.tif`` (float32, zlib) and, with
+``separate_touching``, ``OUT/a/b.target.tif`` (the carved mask, the mask's
+dtype).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import fnmatch
+import logging
+import multiprocessing
+import os
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from weightmaps.balance import ClassCounts, class_weights
+from weightmaps.io import DEFAULT_MAX_PIXELS, MASK_SUFFIXES, MaskReadError, read_mask, read_spacing
+from weightmaps.lock import output_lock
+from weightmaps.manifest import (
+    MANIFEST_NAME,
+    Manifest,
+    ManifestError,
+    file_sha256,
+    params_digest,
+)
+from weightmaps.maps import KINDS, MapSettings, compute_maps, mask_class_counts
+from weightmaps.masktype import MaskTypeError
+from weightmaps.stats import MaskStats, mask_stats
+from weightmaps.writing import write_tiff_atomic
+
+__all__ = [
+    "EXIT_FAILED",
+    "EXIT_INTERRUPTED",
+    "EXIT_OK",
+    "EXIT_RUN_ERROR",
+    "EXIT_USAGE",
+    "OUTPUT_KINDS",
+    "CheckReport",
+    "GenerateInterrupted",
+    "GenerateReport",
+    "PipelineError",
+    "check",
+    "find_masks",
+    "generate",
+    "maps_of",
+    "output_name",
+    "survey",
+]
+
+OUTPUT_KINDS: tuple[str, ...] = (*KINDS, "target")
+
+EXIT_OK = 0
+"""Every mask succeeded (or was already current)."""
+EXIT_FAILED = 1
+"""Some masks failed (each reported with its reason); all others completed."""
+EXIT_USAGE = 2
+"""Bad options or arguments; nothing was done."""
+EXIT_RUN_ERROR = 3
+"""The run could not proceed: OUT not writable or full, locked by another run, bad manifest."""
+EXIT_INTERRUPTED = 130
+"""Stopped by Ctrl-C; finished masks are recorded, rerun to resume."""
+
+# Writing errors that will hit every following file too: stop the run.
+_FATAL_WRITE_ERRORS = frozenset(
+    {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT}
+)
+# The manifest is rewritten at most this often while masks complete.
+_MANIFEST_INTERVAL_S = 1.0
+
+_logger = logging.getLogger("weightmaps")
+
+LogFunction = Callable[[int, str], None]
+
+
+class PipelineError(RuntimeError):
+    """The run as a whole cannot proceed (see :data:`EXIT_RUN_ERROR`)."""
+
+
+class GenerateInterrupted(KeyboardInterrupt):
+    """Ctrl-C during :func:`generate`; ``report`` says what was finished and recorded."""
+
+    def __init__(self, report: GenerateReport) -> None:
+        super().__init__("interrupted")
+        self.report = report
+
+
+def output_name(rel: str, kind: str) -> str:
+    """Output path (relative to OUT) of a mask's map: ``a/b.png`` -> ``a/b.unet.tif``.
+
+    Examples
+    --------
+    >>> output_name("a/b.png", "edge")
+    'a/b.edge.tif'
+    """
+    parent, _, name = rel.rpartition("/")
+    stem = name.rsplit(".", 1)[0] if "." in name else name
+    return f"{parent}/{stem}.{kind}.tif" if parent else f"{stem}.{kind}.tif"
+
+
+def _is_own_output(name: str) -> bool:
+    return any(name.endswith(f".{kind}.tif") for kind in OUTPUT_KINDS)
+
+
+@dataclasses.dataclass
+class MaskFile:
+    """A mask found under MASKS: its path, its path relative to MASKS, any problem."""
+
+    path: Path
+    rel: str
+    error: str | None = None
+
+
+def find_masks(
+    masks_dir: str | os.PathLike[str],
+    *,
+    out_dir: str | os.PathLike[str] | None = None,
+    patterns: Sequence[str] = (),
+) -> list[MaskFile]:
+    """Every mask file under ``masks_dir``, sorted by relative path.
+
+    Hidden files and folders are skipped, symlinked folders are not entered,
+    and a symlinked file is refused when it leads outside ``masks_dir``.
+    Files inside ``out_dir`` named like this tool's outputs
+    (``*.unet.tif`` ...) are never taken for masks, so OUT may be MASKS.
+
+    Parameters
+    ----------
+    patterns : sequence of str
+        Keep only masks matching one of these shell patterns (fnmatch): a
+        pattern with a ``/`` is matched against the path relative to
+        ``masks_dir`` (``*`` crosses folders), one without against the name.
+    """
+    root = Path(masks_dir).resolve()
+    out_root = Path(out_dir).resolve() if out_dir is not None else None
+    found: list[MaskFile] = []
+    for folder, subdirs, files in os.walk(root):
+        subdirs[:] = sorted(d for d in subdirs if not d.startswith("."))
+        folder_path = Path(folder)
+        in_out = out_root is not None and folder_path.is_relative_to(out_root)
+        for name in files:
+            if name.startswith(".") or Path(name).suffix.lower() not in MASK_SUFFIXES:
+                continue
+            if in_out and _is_own_output(name):
+                continue
+            path = folder_path / name
+            rel = path.relative_to(root).as_posix()
+            if patterns and not _matches(rel, name, patterns):
+                continue
+            error = None
+            if path.is_symlink() and not path.resolve().is_relative_to(root):
+                error = "symbolic link leads outside MASKS; refused"
+            found.append(MaskFile(path, rel, error))
+    found.sort(key=lambda m: m.rel)
+    return found
+
+
+def _matches(rel: str, name: str, patterns: Sequence[str]) -> bool:
+    return any(fnmatch.fnmatch(rel if "/" in p else name, p) for p in patterns)
+
+
+@dataclasses.dataclass(frozen=True)
+class _ReadOptions:
+    channel: int | None = None
+    rgb_rule: str | None = None
+    max_pixels: int = DEFAULT_MAX_PIXELS
+
+
+@dataclasses.dataclass(frozen=True)
+class _Job:
+    """One mask's work, sent to a worker process."""
+
+    path: str
+    rel: str
+    out_root: str
+    kinds: tuple[str, ...]
+    settings: MapSettings
+    read: _ReadOptions
+    dataset_counts: dict[str, Any] | None = None
+
+
+def _resolve_spacing(
+    setting: str | tuple[float, ...] | None, file_spacing: tuple[float, ...] | None, ndim: int
+) -> tuple[float, ...] | None:
+    if setting is None:
+        return None
+    spacing = file_spacing if setting == "auto" else tuple(setting)
+    if spacing is not None and len(spacing) != ndim:
+        raise MaskTypeError(f"spacing {spacing} has {len(spacing)} values for a {ndim}-D mask")
+    return spacing
+
+
+def _map_stats(array: np.ndarray) -> dict[str, float]:
+    return {
+        "min": float(array.min()),
+        "max": float(array.max()),
+        "mean": float(array.mean(dtype=np.float64)),
+    }
+
+
+def _count_job(job: _Job) -> dict[str, Any]:
+    """Worker: the mask type and class counts (first pass of dataset-scope balance)."""
+    try:
+        mask = read_mask(job.path, **dataclasses.asdict(job.read))
+        mask_type, counts = mask_class_counts(mask, job.settings)
+    except MaskReadError as exc:
+        return {"error": exc.reason}
+    except (ValueError, TypeError, MemoryError) as exc:
+        return {"error": _reason(exc)}
+    return {"mask_type": mask_type, "counts": counts.to_dict()}
+
+
+def _compute_job(job: _Job) -> dict[str, Any]:
+    """Worker: read one mask, compute its maps, write them; return its record."""
+    try:
+        mask = read_mask(job.path, **dataclasses.asdict(job.read))
+        file_spacing = read_spacing(job.path)
+        spacing = _resolve_spacing(job.settings.spacing, file_spacing, mask.ndim)
+        counts = None if job.dataset_counts is None else ClassCounts.from_dict(job.dataset_counts)
+        result = compute_maps(
+            mask,
+            job.settings,
+            kinds=[k for k in job.kinds if k in KINDS],
+            spacing=spacing,
+            dataset_counts=counts,
+        )
+    except MaskReadError as exc:
+        return {"error": exc.reason}
+    except (ValueError, TypeError, MemoryError) as exc:
+        return {"error": _reason(exc)}
+    arrays = dict(result.maps)
+    if result.target is not None and "target" in job.kinds:
+        arrays["target"] = result.target
+    recorded_spacing = spacing or file_spacing
+    outputs: dict[str, dict[str, Any]] = {}
+    for kind, array in arrays.items():
+        rel_out = output_name(job.rel, kind)
+        path = Path(job.out_root) / rel_out
+        same_grid = array.shape == mask.shape
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if not path.parent.resolve().is_relative_to(Path(job.out_root).resolve()):
+                return {"error": f"output folder of {rel_out} leads outside OUT; refused"}
+            size = write_tiff_atomic(path, array, spacing=recorded_spacing if same_grid else None)
+        except OSError as exc:
+            reason = f"cannot write {rel_out}: {exc.strerror or exc}"
+            return {"fatal" if exc.errno in _FATAL_WRITE_ERRORS else "error": reason}
+        outputs[kind] = {
+            "path": rel_out,
+            "bytes": size,
+            "shape": list(array.shape),
+            "dtype": str(array.dtype),
+            **_map_stats(array),
+        }
+    return {
+        "mask_type": result.mask_type,
+        "shape": list(mask.shape),
+        "dtype": str(mask.dtype),
+        "spacing": None if recorded_spacing is None else list(recorded_spacing),
+        "counts": None if result.counts is None else result.counts.to_dict(),
+        "outputs": outputs,
+    }
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, MemoryError):
+        return "out of memory"
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+class _Workers:
+    """Runs jobs in worker processes (or in this process for one worker)."""
+
+    def __init__(self, workers: int) -> None:
+        self.workers = workers
+        self._pool: ProcessPoolExecutor | None = None
+
+    def __enter__(self) -> _Workers:
+        if self.workers > 1:
+            # fork keeps the compiled kernels and needs no import guard in the
+            # caller's script; elsewhere the platform default is used.
+            context = (
+                multiprocessing.get_context("fork") if sys.platform.startswith("linux") else None
+            )
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=context)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def run(
+        self, function: Callable[[_Job], dict[str, Any]], jobs: Sequence[_Job]
+    ) -> Iterator[tuple[_Job, dict[str, Any]]]:
+        """Yield (job, result) as jobs finish. Closing the iterator cancels the rest."""
+        if self._pool is None:
+            for job in jobs:
+                yield job, function(job)
+            return
+        pending: dict[Future, _Job] = {}
+        todo = iter(jobs)
+        try:
+            # A bounded window of submitted jobs: memory stays flat for any
+            # number of masks, and cancelling is immediate.
+            for job in todo:
+                pending[self._pool.submit(function, job)] = job
+                if len(pending) >= 2 * self.workers:
+                    break
+            while pending:
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    job = pending.pop(future)
+                    try:
+                        result = future.result()
+                    except BrokenProcessPool as exc:
+                        raise PipelineError(
+                            f"a worker process died while processing {job.rel} "
+                            "(out of memory? try fewer --workers)"
+                        ) from exc
+                    yield job, result
+                    next_job = next(todo, None)
+                    if next_job is not None:
+                        pending[self._pool.submit(function, next_job)] = next_job
+        finally:
+            for future in pending:
+                future.cancel()
+
+
+@dataclasses.dataclass
+class GenerateReport:
+    """What a :func:`generate` run did.
+
+    Attributes
+    ----------
+    done : list of str
+        Masks whose maps were (re)computed and written (dry run: would be).
+    skipped : list of str
+        Masks whose requested maps were all current.
+    failed : dict
+        Mask path -> one-line reason.
+    reasons : dict
+        Mask path -> {output kind: why it is (re)computed}.
+    mask_types : Counter
+        Detected or given mask types of the masks read.
+    dataset : dict or None
+        Dataset-scope balance: summed counts and the class weights used.
+    """
+
+    masks_dir: str
+    out_dir: str
+    dry_run: bool = False
+    done: list[str] = dataclasses.field(default_factory=list)
+    skipped: list[str] = dataclasses.field(default_factory=list)
+    failed: dict[str, str] = dataclasses.field(default_factory=dict)
+    reasons: dict[str, dict[str, str]] = dataclasses.field(default_factory=dict)
+    mask_types: Counter = dataclasses.field(default_factory=Counter)
+    dataset: dict[str, Any] | None = None
+    elapsed: float = 0.0
+    stopped_early: bool = False
+
+    @property
+    def exit_code(self) -> int:
+        """:data:`EXIT_OK` or :data:`EXIT_FAILED`."""
+        return EXIT_FAILED if self.failed else EXIT_OK
+
+    @property
+    def throughput(self) -> float:
+        """Masks computed per second of wall time."""
+        return len(self.done) / self.elapsed if self.elapsed > 0 else 0.0
+
+    def summary(self) -> str:
+        """A few lines for a person: counts, failures with reasons, time."""
+        verb = "would compute" if self.dry_run else "done"
+        lines = [
+            f"{verb} {len(self.done)}, skipped {len(self.skipped)} (current), "
+            f"failed {len(self.failed)}"
+            + ("" if self.dry_run else f" in {self.elapsed:.1f} s ({self.throughput:.1f} masks/s)")
+        ]
+        for rel, reason in list(self.failed.items())[:20]:
+            lines.append(f"  FAILED {rel}: {reason}")
+        if len(self.failed) > 20:
+            lines.append(f"  ... and {len(self.failed) - 20} more failures")
+        if len(self.mask_types) > 1:
+            found = ", ".join(f"{n} {t}" for t, n in sorted(self.mask_types.items()))
+            lines.append(f"  note: mask types differ ({found}); name one with --mask-type")
+        if self.stopped_early:
+            lines.append("  stopped at the first failure (--fail-fast)")
+        if not self.dry_run:
+            lines.append(f"  maps in {self.out_dir}, manifest {Path(self.out_dir) / MANIFEST_NAME}")
+        return "\n".join(lines)
+
+
+def _check_kinds(kinds: Iterable[str]) -> tuple[str, ...]:
+    kinds = tuple(dict.fromkeys(kinds))
+    bad = [k for k in kinds if k not in KINDS]
+    if bad or not kinds:
+        raise ValueError(f"kinds must be a non-empty selection of {', '.join(KINDS)}; got {kinds}")
+    return kinds
+
+
+def _check_device(device: str) -> None:
+    if device in ("auto", "cpu"):
+        return
+    if device != "cuda" and not (device.startswith("cuda:") and device[5:].isdigit()):
+        raise ValueError(f"device must be auto, cpu, cuda or cuda:N; got {device!r}")
+    try:
+        import torch
+    except ImportError as exc:
+        raise ValueError(f"device {device}: torch is not installed") from exc
+    if not torch.cuda.is_available():
+        raise ValueError(
+            f"device {device}: CUDA is not available here (torch.cuda.is_available() is False); "
+            "use --device cpu"
+        )
+    raise ValueError(f"device {device}: the GPU kernels are not in this version yet; use cpu")
+
+
+def default_workers() -> int:
+    """All cores this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+@dataclasses.dataclass
+class _Plan:
+    mask: MaskFile
+    size: int = 0
+    sha256: str = ""
+    todo: dict[str, str] = dataclasses.field(default_factory=dict)
+
+
+class _Run:
+    """State of one generate or check run."""
+
+    def __init__(
+        self,
+        masks_dir: Path,
+        out_dir: Path,
+        settings: MapSettings,
+        read: _ReadOptions,
+        kinds: tuple[str, ...],
+        manifest: Manifest,
+    ) -> None:
+        self.masks_dir = masks_dir
+        self.out_dir = out_dir
+        self.settings = settings
+        self.read = read
+        self.kinds = kinds
+        self.manifest = manifest
+        self.digests: dict[str, str] = {}
+        for kind in self.output_kinds:
+            if kind == "balance" and settings.balance_scope == "dataset":
+                continue  # registered once the dataset weights are known
+            self.digests[kind] = manifest.register(self.params(kind))
+        self.counts_digest = params_digest(self.params("target"))
+
+    @property
+    def output_kinds(self) -> tuple[str, ...]:
+        return (*self.kinds, "target") if self.settings.separate_touching else self.kinds
+
+    def params(self, kind: str) -> dict[str, Any]:
+        return {
+            **self.settings.kind_params(kind),
+            "channel": self.read.channel,
+            "rgb_rule": self.read.rgb_rule,
+        }
+
+    def register_dataset_weights(self, counts: ClassCounts) -> dict[str, Any]:
+        weights = class_weights(counts, self.settings.balance_mode)
+        dataset = {
+            "counts": counts.to_dict(),
+            "weights": {str(c): w for c, w in sorted(weights.items())},
+        }
+        params = {**self.params("balance"), "dataset_weights": dataset["weights"]}
+        self.digests["balance"] = self.manifest.register(params)
+        return dataset
+
+    def plan(self, mask: MaskFile, force: bool) -> _Plan:
+        plan = _Plan(mask)
+        stat = mask.path.stat()
+        plan.size = stat.st_size
+        plan.sha256 = file_sha256(mask.path)
+        record = self.manifest.masks.get(mask.rel)
+        for kind in self.output_kinds:
+            reason = self._stale_reason(kind, record, plan, force)
+            if reason is not None:
+                plan.todo[kind] = reason
+        return plan
+
+    def _stale_reason(
+        self, kind: str, record: dict[str, Any] | None, plan: _Plan, force: bool
+    ) -> str | None:
+        if force:
+            return "forced"
+        if record is None:
+            return "new mask"
+        if record.get("sha256") != plan.sha256:
+            return "mask changed"
+        if kind == "target" and record.get("mask_type") != "instance":
+            return None  # only instance masks are carved
+        output = record.get("outputs", {}).get(kind)
+        if output is None:
+            return "not generated yet"
+        digest = self.digests.get(kind)
+        if digest is None:
+            return "dataset counts not known yet"
+        if output.get("params") != digest:
+            return "parameters changed"
+        try:
+            path = self.manifest.output_path(self.out_dir, output["path"])
+            size = path.stat().st_size
+        except (OSError, ManifestError):
+            return "output missing"
+        if size != output.get("bytes"):
+            return "output changed on disk"
+        return None
+
+    def replan(self, plan: _Plan, kind: str) -> None:
+        """Re-decide one kind once its parameters are known (dataset weights)."""
+        reason = self._stale_reason(kind, self.manifest.masks.get(plan.mask.rel), plan, False)
+        if reason is not None:
+            plan.todo[kind] = reason
+
+    def cached_counts(self, plan: _Plan) -> tuple[str, ClassCounts] | None:
+        record = self.manifest.masks.get(plan.mask.rel) or {}
+        cache = record.get("count_cache")
+        if (
+            not cache
+            or cache.get("sha256") != plan.sha256
+            or cache.get("params") != self.counts_digest
+        ):
+            return None
+        return cache["mask_type"], ClassCounts.from_dict(cache["counts"])
+
+    def job(self, plan: _Plan, dataset_counts: dict[str, Any] | None = None) -> _Job:
+        return _Job(
+            path=str(plan.mask.path),
+            rel=plan.mask.rel,
+            out_root=str(self.out_dir),
+            kinds=tuple(plan.todo),
+            settings=self.settings,
+            read=self.read,
+            dataset_counts=dataset_counts,
+        )
+
+    def record(self, plan: _Plan, result: dict[str, Any]) -> None:
+        old = self.manifest.masks.get(plan.mask.rel) or {}
+        outputs: dict[str, Any] = {}
+        if old.get("sha256") == plan.sha256:
+            outputs = {k: v for k, v in old.get("outputs", {}).items() if k not in plan.todo}
+        for kind, output in result["outputs"].items():
+            outputs[kind] = {**output, "params": self.digests[kind]}
+        record = {
+            "size": plan.size,
+            "sha256": plan.sha256,
+            "mask_type": result["mask_type"],
+            "shape": result["shape"],
+            "dtype": result["dtype"],
+            "spacing": result["spacing"],
+            "outputs": dict(sorted(outputs.items())),
+        }
+        if result.get("counts") is not None:
+            record["count_cache"] = {
+                "sha256": plan.sha256,
+                "params": self.counts_digest,
+                "mask_type": result["mask_type"],
+                "counts": result["counts"],
+            }
+        self.manifest.masks[plan.mask.rel] = record
+
+    def cache_counts(self, plan: _Plan, mask_type: str, counts: dict[str, Any]) -> None:
+        record = self.manifest.masks.setdefault(plan.mask.rel, {"outputs": {}})
+        record["count_cache"] = {
+            "sha256": plan.sha256,
+            "params": self.counts_digest,
+            "mask_type": mask_type,
+            "counts": counts,
+        }
+
+
+def _default_log(level: int, message: str) -> None:
+    _logger.log(level, message)
+
+
+def _open_manifest(out_dir: Path, force: bool) -> Manifest:
+    try:
+        manifest = Manifest.load(out_dir / MANIFEST_NAME)
+    except ManifestError as exc:
+        if not force:
+            raise PipelineError(f"{exc}; move it away or run with --force") from exc
+        manifest = None
+    return manifest or Manifest()
+
+
+def _make_out_dir(out_dir: Path) -> None:
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise PipelineError(f"cannot create {out_dir}: {exc.strerror or exc}") from exc
+    if not os.access(out_dir, os.W_OK | os.X_OK):
+        raise PipelineError(f"cannot write to {out_dir}: permission denied")
+
+
+def generate(
+    masks_dir: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    *,
+    kinds: Sequence[str] = KINDS,
+    glob: Sequence[str] | str = (),
+    channel: int | None = None,
+    rgb_rule: str | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    workers: int | None = None,
+    device: str = "auto",
+    force: bool = False,
+    dry_run: bool = False,
+    fail_fast: bool = False,
+    progress: bool | None = None,
+    log: LogFunction | None = None,
+    **options: Any,
+) -> GenerateReport:
+    """Compute and write the weight maps of every mask under ``masks_dir``.
+
+    The Python form of ``weightmaps generate MASKS OUT``, with the same
+    behaviour: masks whose maps are current (same parameters, same mask
+    content, outputs present) are skipped, bad masks are reported and the
+    rest completes, outputs are written atomically and recorded in
+    ``OUT/weightmaps.json`` as they complete.
+
+    Parameters
+    ----------
+    masks_dir, out_dir : path-like
+        Where masks are found (recursively) and where maps go, at the same
+        relative paths. ``out_dir`` may equal ``masks_dir``.
+    kinds : sequence of {"unet", "edge", "balance"}
+        Maps to compute.
+    glob : str or sequence of str
+        Only masks matching a pattern (see :func:`find_masks`).
+    channel, rgb_rule, max_pixels
+        How colour masks are read and the largest accepted pixel count
+        (see :func:`weightmaps.read_mask`).
+    workers : int, optional
+        Worker processes; default all cores. 1 runs in this process.
+    device : {"auto", "cpu", "cuda", "cuda:N"}
+        Where maps are computed. This version computes on the CPU; asking
+        for CUDA fails with a clear error.
+    force : bool
+        Recompute everything (and start a new manifest if the old one is
+        unreadable).
+    dry_run : bool
+        Only report what would be computed; write nothing.
+    fail_fast : bool
+        Stop at the first failed mask.
+    progress : bool, optional
+        Show a progress bar; default only when stderr is a terminal.
+    log : callable, optional
+        ``log(level, message)`` for per-mask messages (``logging`` levels);
+        default the ``weightmaps`` logger.
+    **options
+        Map parameters, the fields of :class:`weightmaps.maps.MapSettings`
+        (``w0=``, ``sigma=``, ``mask_type=``, ``balance_scope=``, ...).
+
+    Returns
+    -------
+    GenerateReport
+        Done, skipped and failed masks; ``exit_code`` as the command's.
+
+    Raises
+    ------
+    ValueError, TypeError
+        Invalid options (nothing is done).
+    PipelineError
+        The run cannot proceed: OUT not writable or full, another run holds
+        its lock, an unreadable manifest.
+    GenerateInterrupted
+        Ctrl-C; finished masks are recorded, a rerun resumes.
+
+    Examples
+    --------
+    >>> import weightmaps
+    >>> report = weightmaps.generate("masks/", "out/", kinds=["unet"], sigma=3)  # doctest: +SKIP
+    >>> report.exit_code, len(report.done)  # doctest: +SKIP
+    (0, 120)
+    """
+    log = log or _default_log
+    settings = MapSettings(**options) if options else MapSettings()
+    read = _ReadOptions(channel, rgb_rule, max_pixels)
+    kinds = _check_kinds(kinds)
+    patterns = (glob,) if isinstance(glob, str) else tuple(glob)
+    workers = default_workers() if workers is None else int(workers)
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    _check_device(device)
+    masks_path = Path(masks_dir)
+    out_path = Path(out_dir)
+    if not masks_path.is_dir():
+        raise ValueError(f"masks folder {masks_dir} does not exist or is not a folder")
+    report = GenerateReport(str(masks_dir), str(out_dir), dry_run=dry_run)
+    start = time.perf_counter()
+    if dry_run:
+        manifest = _open_manifest(out_path, force) if out_path.is_dir() else Manifest()
+        run = _Run(masks_path, out_path, settings, read, kinds, manifest)
+        _execute(run, report, patterns, workers, force, True, fail_fast, progress, log)
+    else:
+        _make_out_dir(out_path)
+        try:
+            with output_lock(out_path):
+                manifest = _open_manifest(out_path, force)
+                run = _Run(masks_path, out_path, settings, read, kinds, manifest)
+                _execute(run, report, patterns, workers, force, False, fail_fast, progress, log)
+        except OSError as exc:
+            raise PipelineError(f"cannot write to {out_dir}: {exc.strerror or exc}") from exc
+    report.elapsed = time.perf_counter() - start
+    return report
+
+
+def _execute(
+    run: _Run,
+    report: GenerateReport,
+    patterns: tuple[str, ...],
+    workers: int,
+    force: bool,
+    dry_run: bool,
+    fail_fast: bool,
+    progress: bool | None,
+    log: LogFunction,
+) -> None:
+    manifest_path = run.out_dir / MANIFEST_NAME
+    saver = _ManifestSaver(run.manifest, manifest_path, enabled=not dry_run)
+    run.manifest.settings = _settings_record(run)
+    plans = _plan_all(run, report, patterns, force, log)
+    if fail_fast and report.failed:
+        report.stopped_early = True
+        return
+    workers = max(1, min(workers, len(plans) or 1))
+    try:
+        with _Workers(workers) as pool:
+            dataset_counts = None
+            if run.settings.balance_scope == "dataset" and "balance" in run.kinds:
+                dataset_counts = _dataset_pass(run, report, plans, pool, dry_run, fail_fast, log)
+                saver.maybe_save()
+                if fail_fast and report.failed:
+                    report.stopped_early = True
+                    return
+            todo = [p for p in plans if p.mask.rel not in report.failed and p.todo]
+            report.skipped.extend(p.mask.rel for p in plans if not p.todo)
+            for plan in todo:
+                report.reasons[plan.mask.rel] = dict(plan.todo)
+                detail = ", ".join(f"{k}: {r}" for k, r in plan.todo.items())
+                log(logging.DEBUG, f"{plan.mask.rel}: {detail}")
+            if dry_run:
+                report.done.extend(p.mask.rel for p in todo)
+                return
+            jobs = [run.job(p, dataset_counts) for p in todo]
+            by_rel = {p.mask.rel: p for p in todo}
+            bar = _progress_bar(len(jobs), progress, "maps")
+            try:
+                results = pool.run(_compute_job, jobs)
+                for job, result in results:
+                    bar.update(1)
+                    plan = by_rel[job.rel]
+                    if "fatal" in result:
+                        results.close()
+                        raise PipelineError(f"{job.rel}: {result['fatal']}")
+                    if "error" in result:
+                        _fail(report, run, job.rel, result["error"], log)
+                        if fail_fast:
+                            report.stopped_early = True
+                            results.close()
+                            break
+                        continue
+                    run.record(plan, result)
+                    report.done.append(job.rel)
+                    report.mask_types[result["mask_type"]] += 1
+                    log(logging.INFO, f"{job.rel}: {result['mask_type']}, wrote {_kinds(result)}")
+                    saver.maybe_save()
+            finally:
+                bar.close()
+    except KeyboardInterrupt:
+        saver.save()
+        raise GenerateInterrupted(report) from None
+    finally:
+        saver.save()
+
+
+def _kinds(result: dict[str, Any]) -> str:
+    return ", ".join(result["outputs"])
+
+
+def _fail(report: GenerateReport, run: _Run, rel: str, reason: str, log: LogFunction) -> None:
+    report.failed[rel] = reason
+    record = run.manifest.masks.get(rel)
+    if record is not None:
+        # Its maps no longer describe the mask on disk.
+        record["outputs"] = {}
+    log(logging.ERROR, f"FAILED {rel}: {reason}")
+
+
+def _plan_all(
+    run: _Run,
+    report: GenerateReport,
+    patterns: tuple[str, ...],
+    force: bool,
+    log: LogFunction,
+) -> list[_Plan]:
+    found = find_masks(run.masks_dir, out_dir=run.out_dir, patterns=patterns)
+    plans: list[_Plan] = []
+    owners: dict[str, str] = {}
+    for mask in found:
+        if mask.error is not None:
+            _fail(report, run, mask.rel, mask.error, log)
+            continue
+        first = owners.setdefault(output_name(mask.rel, "unet"), mask.rel)
+        if first != mask.rel:
+            _fail(report, run, mask.rel, f"its maps would overwrite those of {first}", log)
+            continue
+        try:
+            plans.append(run.plan(mask, force))
+        except OSError as exc:
+            _fail(report, run, mask.rel, f"cannot read: {exc.strerror or exc}", log)
+    if not found:
+        log(logging.WARNING, f"no masks ({', '.join(MASK_SUFFIXES)}) found under {run.masks_dir}")
+    return plans
+
+
+def _dataset_pass(
+    run: _Run,
+    report: GenerateReport,
+    plans: list[_Plan],
+    pool: _Workers,
+    dry_run: bool,
+    fail_fast: bool,
+    log: LogFunction,
+) -> dict[str, Any] | None:
+    """First pass of dataset-scope balance: class counts summed over every mask."""
+    counts: dict[str, tuple[str, ClassCounts]] = {}
+    missing: list[_Plan] = []
+    for plan in plans:
+        cached = run.cached_counts(plan)
+        if cached is None:
+            missing.append(plan)
+        else:
+            counts[plan.mask.rel] = cached
+    if dry_run and missing:
+        return None  # balance maps show as "dataset counts not known yet"
+    by_rel = {p.mask.rel: p for p in missing}
+    bar = _progress_bar(len(missing), None if missing else False, "counts")
+    try:
+        results = pool.run(_count_job, [run.job(p) for p in missing])
+        for job, result in results:
+            bar.update(1)
+            if "error" in result:
+                _fail(report, run, job.rel, result["error"], log)
+                if fail_fast:
+                    results.close()
+                    return None
+                continue
+            run.cache_counts(by_rel[job.rel], result["mask_type"], result["counts"])
+            counts[job.rel] = (result["mask_type"], ClassCounts.from_dict(result["counts"]))
+    finally:
+        bar.close()
+    types = Counter(mask_type for mask_type, _ in counts.values())
+    if "semantic" in types and len(types) > 1:
+        found = ", ".join(f"{n} {t}" for t, n in sorted(types.items()))
+        raise PipelineError(
+            f"dataset-scope balance needs masks of one kind, found {found}; "
+            "name the mask type (--mask-type)"
+        )
+    total = sum((c for _, c in counts.values()), ClassCounts({}, {}, 0))
+    dataset = run.register_dataset_weights(total)
+    counted = {p.mask.rel: p.sha256 for p in plans if p.mask.rel in counts}
+    dataset["sources"] = params_digest(counted)
+    run.manifest.dataset = dataset
+    report.dataset = dataset
+    for plan in plans:
+        if plan.mask.rel in counts and "balance" not in plan.todo:
+            run.replan(plan, "balance")
+    return dataset["counts"]
+
+
+def _settings_record(run: _Run) -> dict[str, Any]:
+    return {
+        "kinds": list(run.kinds),
+        **{k: _jsonable(v) for k, v in dataclasses.asdict(run.settings).items()},
+        "channel": run.read.channel,
+        "rgb_rule": run.read.rgb_rule,
+    }
+
+
+def _jsonable(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
+class _ManifestSaver:
+    """Writes the manifest as masks complete, at most once a second, and at the end."""
+
+    def __init__(self, manifest: Manifest, path: Path, *, enabled: bool) -> None:
+        self.manifest = manifest
+        self.path = path
+        self.enabled = enabled
+        self._last = time.monotonic()
+
+    def maybe_save(self) -> None:
+        if time.monotonic() - self._last >= _MANIFEST_INTERVAL_S:
+            self.save()
+
+    def save(self) -> None:
+        if self.enabled:
+            self.manifest.prune()
+            self.manifest.save(self.path)
+            self._last = time.monotonic()
+
+
+class _NoBar:
+    def update(self, n: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _progress_bar(total: int, progress: bool | None, unit_name: str) -> Any:
+    show = sys.stderr.isatty() if progress is None else progress
+    if not show or total == 0:
+        return _NoBar()
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="mask", desc=unit_name, file=sys.stderr, dynamic_ncols=True)
+
+
+# --- check -----------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class CheckReport:
+    """Per mask and output kind: ``current``, or why it is stale or missing."""
+
+    current: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+    stale: list[tuple[str, str, str]] = dataclasses.field(default_factory=list)
+    missing: list[tuple[str, str, str]] = dataclasses.field(default_factory=list)
+    failed: dict[str, str] = dataclasses.field(default_factory=dict)
+
+    @property
+    def exit_code(self) -> int:
+        """1 when any map is missing or stale (or a mask is unreadable), else 0."""
+        return EXIT_FAILED if self.stale or self.missing or self.failed else EXIT_OK
+
+
+_MISSING_REASONS = frozenset({"new mask", "not generated yet", "output missing"})
+
+
+def check(
+    masks_dir: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    *,
+    kinds: Sequence[str] | None = None,
+    glob: Sequence[str] | str = (),
+    channel: int | None = None,
+    rgb_rule: str | None = None,
+    **options: Any,
+) -> CheckReport:
+    """Which maps under ``out_dir`` are current, stale or missing.
+
+    Parameters not given are taken from the manifest's last run, so a plain
+    check asks "is OUT up to date with how it was made?"; given ones ask
+    "would generate with these parameters redo anything?". Nothing is read
+    but the manifest and the masks' bytes (for their hashes).
+    """
+    masks_path, out_path = Path(masks_dir), Path(out_dir)
+    if not masks_path.is_dir():
+        raise ValueError(f"masks folder {masks_dir} does not exist or is not a folder")
+    manifest = _open_manifest(out_path, force=False) if out_path.is_dir() else Manifest()
+    recorded = dict(manifest.settings)
+    fields = {f.name for f in dataclasses.fields(MapSettings)}
+    merged = {k: _settings_value(k, v) for k, v in recorded.items() if k in fields}
+    merged.update(options)
+    settings = MapSettings(**merged)
+    read = _ReadOptions(
+        channel if channel is not None else recorded.get("channel"),
+        rgb_rule if rgb_rule is not None else recorded.get("rgb_rule"),
+    )
+    kinds = _check_kinds(kinds or recorded.get("kinds") or KINDS)
+    run = _Run(masks_path, out_path, settings, read, kinds, manifest)
+    report = CheckReport()
+    patterns = (glob,) if isinstance(glob, str) else tuple(glob)
+    plans: list[_Plan] = []
+    for mask in find_masks(masks_path, out_dir=out_path, patterns=patterns):
+        if mask.error is not None:
+            report.failed[mask.rel] = mask.error
+            continue
+        try:
+            plans.append(run.plan(mask, force=False))
+        except OSError as exc:
+            report.failed[mask.rel] = f"cannot read: {exc.strerror or exc}"
+    if settings.balance_scope == "dataset" and "balance" in kinds:
+        _check_dataset(run, plans)
+    for plan in plans:
+        for kind in run.output_kinds:
+            if kind in plan.todo:
+                reason = plan.todo[kind]
+                bucket = report.missing if reason in _MISSING_REASONS else report.stale
+                bucket.append((plan.mask.rel, kind, reason))
+            elif kind != "target" or "target" in manifest.masks[plan.mask.rel]["outputs"]:
+                report.current.append((plan.mask.rel, kind))
+    return report
+
+
+def _settings_value(name: str, value: Any) -> Any:
+    if isinstance(value, list):
+        return tuple(value)
+    return value
+
+
+def _check_dataset(run: _Run, plans: list[_Plan]) -> None:
+    """Dataset-scope balance maps are current only if the set of masks is unchanged."""
+    dataset = run.manifest.dataset or {}
+    sources = params_digest({p.mask.rel: p.sha256 for p in plans})
+    weights = dataset.get("weights")
+    if weights is None or dataset.get("sources") != sources:
+        for plan in plans:
+            plan.todo.setdefault("balance", "dataset changed since the maps were made")
+        return
+    params = {**run.params("balance"), "dataset_weights": weights}
+    run.digests["balance"] = params_digest(params)
+    for plan in plans:
+        if plan.todo.get("balance") == "dataset counts not known yet":
+            del plan.todo["balance"]
+        run.replan(plan, "balance")
+
+
+# --- stats and preview helpers ----------------------------------------------
+
+
+def survey(
+    masks_dir: str | os.PathLike[str],
+    *,
+    glob: Sequence[str] | str = (),
+    channel: int | None = None,
+    rgb_rule: str | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    progress: bool | None = None,
+    **options: Any,
+) -> tuple[dict[str, MaskStats], dict[str, str]]:
+    """Read every mask under ``masks_dir`` and compute its :class:`MaskStats`.
+
+    Returns
+    -------
+    stats : dict
+        Mask path (relative) -> its statistics.
+    failed : dict
+        Mask path -> one-line reason it could not be read.
+    """
+    if not Path(masks_dir).is_dir():
+        raise ValueError(f"masks folder {masks_dir} does not exist or is not a folder")
+    settings = MapSettings(**options)
+    patterns = (glob,) if isinstance(glob, str) else tuple(glob)
+    stats: dict[str, MaskStats] = {}
+    failed: dict[str, str] = {}
+    found = find_masks(masks_dir, patterns=patterns)
+    bar = _progress_bar(len(found), progress, "stats")
+    try:
+        for mask_file in found:
+            bar.update(1)
+            if mask_file.error is not None:
+                failed[mask_file.rel] = mask_file.error
+                continue
+            try:
+                mask = read_mask(
+                    mask_file.path, channel=channel, rgb_rule=rgb_rule, max_pixels=max_pixels
+                )
+                stats[mask_file.rel] = mask_stats(mask, settings)
+            except MaskReadError as exc:
+                failed[mask_file.rel] = exc.reason
+            except (ValueError, TypeError, MemoryError) as exc:
+                failed[mask_file.rel] = _reason(exc)
+    finally:
+        bar.close()
+    return stats, failed
+
+
+def maps_of(mask_path: str | os.PathLike[str], out_dir: str | os.PathLike[str]) -> dict[str, Path]:
+    """The map files in ``out_dir`` made from the mask at ``mask_path``.
+
+    Found through the manifest by the mask's content hash; failing that, by
+    name (``<stem>.<kind>.tif``) when exactly one such file exists per kind.
+    """
+    out_path = Path(out_dir)
+    manifest = _open_manifest(out_path, force=False) if out_path.is_dir() else None
+    if manifest is not None:
+        sha = file_sha256(mask_path)
+        for record in manifest.masks.values():
+            if record.get("sha256") == sha and record.get("outputs"):
+                outputs = record["outputs"]
+                return {
+                    kind: manifest.output_path(out_path, outputs[kind]["path"])
+                    for kind in OUTPUT_KINDS
+                    if kind in outputs
+                }
+    stem = Path(mask_path).name.rsplit(".", 1)[0]
+    found: dict[str, Path] = {}
+    for kind in OUTPUT_KINDS:
+        candidates = sorted(out_path.rglob(f"{stem}.{kind}.tif")) if out_path.is_dir() else []
+        if len(candidates) == 1:
+            found[kind] = candidates[0]
+    return found
