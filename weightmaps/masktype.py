@@ -7,16 +7,19 @@ The rule used by ``mask_type="auto"`` (documented in the README as well):
 2. A mask with no foreground (only 0 and the ignore value) is refused as
    empty, unless empty masks are allowed.
 3. At most one nonzero value: **binary**.
-4. An 8-bit-range mask whose maximum is at least 128, with three or more
-   values strictly between 0 and the maximum on under 10 % of the pixels,
-   looks like a binary mask with compression noise (a JPEG, or a resized
-   PNG) and is refused: say ``"binary"`` to threshold it.
+4. An 8-bit-range mask whose maximum is at least 128 and holds at least half
+   of the nonzero pixels, with three or more values strictly between 0 and
+   the maximum, looks like a binary mask with compression noise (a JPEG, or
+   a resized PNG) and is refused: say ``"binary"`` to threshold it.
 5. Every nonzero value forms exactly one connected region (full
    connectivity): **instance** (one object per id).
 6. At least a quarter of the nonzero values form several separate regions:
    **semantic** (a class occurs in several places).
-7. Otherwise (a few values split into pieces) the mask is ambiguous and
-   refused: say ``"instance"`` or ``"semantic"``.
+7. Fewer than a quarter split, among more than 16 values: **instance** (a
+   few objects cut in pieces, as overlapping annotations or crops leave
+   them).
+8. Otherwise (a few of at most 16 values split into pieces) the mask is
+   ambiguous and refused: say ``"instance"`` or ``"semantic"``.
 
 A semantic mask in which every class happens to be one blob passes rule 5 as
 an instance mask; datasets of semantic masks should name their type.
@@ -31,11 +34,14 @@ __all__ = ["MASK_TYPES", "EmptyMaskError", "MaskTypeError", "distinct_values", "
 
 MASK_TYPES: tuple[str, ...] = ("auto", "binary", "semantic", "instance")
 
-# Rule 4: compression noise is a thin fringe of in-between values.
+# Rule 4: compression noise is a fringe of in-between values around objects
+# that mostly keep the top value.
 _NOISE_MIN_VALUES = 3
-_NOISE_MAX_FRACTION = 0.10
+_NOISE_MIN_TOP_SHARE = 0.5
 # Rules 6 and 7: share of values split into several regions.
 _SEMANTIC_SPLIT_FRACTION = 0.25
+# Rule 7: with this many values or fewer, a split value could be a class.
+_FEW_VALUES = 16
 
 
 class MaskTypeError(ValueError):
@@ -135,6 +141,8 @@ def infer_mask_type(mask: np.ndarray, *, ignore_value: int | None = None) -> str
         return "instance"
     if split >= _SEMANTIC_SPLIT_FRACTION:
         return "semantic"
+    if foreground.size > _FEW_VALUES:
+        return "instance"
     raise MaskTypeError(
         f"ambiguous mask type: {split:.0%} of its {foreground.size} nonzero values form "
         "several separate regions (an instance mask with split objects, or a semantic "
@@ -147,12 +155,13 @@ def _refuse_compression_noise(mask: np.ndarray, foreground: np.ndarray) -> None:
     between = foreground[:-1]
     if top < 128 or top > 255 or between.size < _NOISE_MIN_VALUES:
         return
-    fringe = np.count_nonzero((mask > 0) & (mask < top)) / mask.size
-    if fringe < _NOISE_MAX_FRACTION:
+    nonzero = np.count_nonzero(mask)
+    top_share = np.count_nonzero(mask == top) / nonzero if nonzero else 0.0
+    if top_share >= _NOISE_MIN_TOP_SHARE:
         raise MaskTypeError(
             f"looks like a binary mask with compression noise ({between.size} values "
-            f"between 0 and {top} on {fringe:.1%} of the pixels); say mask type 'binary' "
-            "to threshold at half the maximum"
+            f"between 0 and {top}, {top_share:.0%} of the foreground at {top}); say mask "
+            "type 'binary' to threshold at half the maximum"
         )
 
 
