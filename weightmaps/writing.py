@@ -20,6 +20,15 @@ __all__ = ["TEMP_SUFFIX", "atomic_path", "write_text_atomic", "write_tiff_atomic
 TEMP_SUFFIX = ".wmtmp"
 """Suffix of the temporary files (hidden, in the destination folder)."""
 
+
+def _file_mode() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+_FILE_MODE = _file_mode()
+
 # ImageJ hyperstacks hold these sample types only.
 _IMAGEJ_DTYPES = frozenset({np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.float32)})
 
@@ -34,6 +43,8 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
     os.close(fd)
+    # mkstemp makes the file private (0600); outputs get the usual permissions.
+    os.chmod(tmp, _FILE_MODE)
     tmp_path = Path(tmp)
     try:
         yield tmp_path
