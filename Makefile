@@ -21,11 +21,24 @@ lint: install
 test: install lint
 	$(PY) -m pytest -q
 
+# One generate run per folder of sample_data: each kind of mask with the
+# options it needs. Reruns skip what is current; `make demo` twice shows it.
+WM := $(VENV)/bin/weightmaps
 demo: install
-	$(PY) scripts/demo.py sample_data/masks out/demo
+	$(WM) generate sample_data/masks/nuclei out/demo/nuclei --separate-touching
+	$(WM) generate sample_data/masks/binary out/demo/binary
+	$(WM) generate sample_data/masks/semantic out/demo/semantic --mask-type semantic --ignore-value 255 --balance-mode median
+	$(WM) generate sample_data/masks/volume out/demo/volume --spacing auto --sigma 2
+	$(WM) check sample_data/masks/nuclei out/demo/nuclei
+	$(WM) stats sample_data/masks/nuclei
+	$(WM) preview sample_data/masks/nuclei/nuclei_00.tif --maps out/demo/nuclei --image sample_data/images/nuclei/nuclei_00.tif -o out/demo/preview/nuclei_00.png
+	$(WM) preview sample_data/masks/binary/polyp_00.png --maps out/demo/binary --image sample_data/images/binary/polyp_00.png -o out/demo/preview/polyp_00.png
+	$(WM) preview sample_data/masks/semantic/street_00.png --maps out/demo/semantic --image sample_data/images/semantic/street_00.png -o out/demo/preview/street_00.png
+	$(WM) preview sample_data/masks/volume/nuclei3d_00.tif --maps out/demo/volume --image sample_data/images/volume/nuclei3d_00.tif -o out/demo/preview/nuclei3d_00.png
 
 bench: install
 	$(PY) benchmarks/bench_kernels.py
+	$(PY) benchmarks/bench_generate.py
 
 sample-data: install
 	$(PY) scripts/make_sample_data.py sample_data
