@@ -170,6 +170,16 @@ class MapSettings:
         return {"kind": kind, **shared, **own}
 
 
+# MapSettings field -> its key in kind_params(), where the two differ.
+PARAM_KEYS: dict[str, str] = {
+    "edge_kernel": "kernel_size",
+    "edge_alpha": "alpha",
+    "edge_size": "size",
+    "balance_mode": "mode",
+    "balance_scope": "scope",
+}
+
+
 def _normalize(settings: MapSettings, name: str, convert: Any) -> None:
     try:
         value = convert(getattr(settings, name))

@@ -1,0 +1,369 @@
+"""A PyTorch Dataset of image + mask + precomputed weight maps.
+
+:class:`WeightMapDataset` pairs every mask under MASKS with the maps that
+``weightmaps generate MASKS MAPS`` wrote (same relative path), and with an
+image of the same stem under IMAGES when given. It checks the generate
+step's manifest first, so a training run never silently reads maps made
+from an older mask or with other parameters.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from weightmaps.io import DEFAULT_MAX_PIXELS, read_mask
+from weightmaps.manifest import MANIFEST_NAME, Manifest, file_sha256
+from weightmaps.maps import KINDS, PARAM_KEYS, MapSettings
+from weightmaps.masktype import MaskTypeError, infer_mask_type
+from weightmaps.pipeline import find_masks, output_name
+
+__all__ = ["IMAGE_SUFFIXES", "StaleMapsError", "WeightMapDataset"]
+
+IMAGE_SUFFIXES: tuple[str, ...] = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".npy")
+"""Image files looked for beside a mask's stem, in this order."""
+
+_SHOWN_PROBLEMS = 5
+
+
+class StaleMapsError(RuntimeError):
+    """Maps are missing, or older than their masks, or made with other parameters."""
+
+
+@dataclasses.dataclass(frozen=True)
+class _Item:
+    rel: str
+    mask: str
+    maps: dict[str, str]
+    image: str | None
+    mask_type: str | None
+
+
+class WeightMapDataset(Dataset):
+    """Masks with their precomputed weight maps (and images), as tensors.
+
+    Parameters
+    ----------
+    masks_dir : path-like
+        The MASKS folder given to ``weightmaps generate``.
+    maps_dir : path-like
+        Its OUT folder (may be ``masks_dir``).
+    images_dir : path-like, optional
+        Images at the same relative paths as the masks, with the same stem
+        and any of :data:`IMAGE_SUFFIXES`.
+    kinds : sequence of {"unet", "edge", "balance"}
+        Maps to load. One kind gives the item key ``"weight"``, several give
+        ``"weights"`` (a dict by kind).
+    transform : callable, optional
+        ``transform(image=..., mask=..., weight=...) -> dict`` on numpy
+        arrays before they become tensors: image channel-last
+        ``(*spatial, C)``, mask ``(*spatial)``, maps ``(*spatial)`` under
+        ``"weight"`` (one kind) or ``"weight_<kind>"`` (several). The joint
+        transforms of :mod:`weightmaps.transforms` follow this signature, and
+        so does an albumentations pipeline that declares the map keys as
+        ``additional_targets``.
+    verify : bool
+        Read ``MAPS/weightmaps.json`` and refuse (``StaleMapsError``) maps
+        that are missing, whose mask changed since they were made, or whose
+        parameters differ from ``settings``. Masks are hashed once here.
+    settings : MapSettings or mapping, optional
+        The parameters the caller expects the maps to have been made with
+        (e.g. ``{"sigma": 5, "w0": 10}``); checked when ``verify``.
+    target : {"auto", "mask", "carved"}
+        Which labels become ``"mask"``: the carved target of
+        ``--separate-touching`` (``"carved"``), the mask file (``"mask"``),
+        or the carved one when it exists (``"auto"``).
+    mask_values : {"classes", "raw"}
+        ``"classes"``: binary and instance masks become 0/1 foreground,
+        semantic masks keep their class ids, and ignored pixels (the
+        ignore value used by generate) become ``ignore_index``. ``"raw"``:
+        labels as stored.
+    ignore_index : int
+        Label of ignored pixels with ``mask_values="classes"`` (the default
+        of ``F.cross_entropy``).
+    glob : str or sequence of str
+        Only masks matching (as ``weightmaps generate --glob``).
+
+    Notes
+    -----
+    An item is a dict: ``"image"`` ``(C, *spatial)`` float32 (values as
+    stored, not rescaled), ``"mask"`` ``(*spatial)`` int64, ``"weight"`` or
+    ``"weights"`` ``(*spatial)`` float32, and ``"path"`` (the mask's path
+    relative to MASKS). Edge maps made at a training size
+    (``--edge-size``) have another shape than the mask: the mask (nearest)
+    and the image (linear) are resized to the maps' shape first.
+
+    The dataset holds paths only, so it pickles into DataLoader workers and
+    keeps no file open.
+
+    Examples
+    --------
+    >>> from torch.utils.data import DataLoader
+    >>> ds = WeightMapDataset("masks/", "out/", images_dir="images/")  # doctest: +SKIP
+    >>> batch = next(iter(DataLoader(ds, batch_size=4)))  # doctest: +SKIP
+    >>> batch["mask"].shape, batch["weight"].shape  # doctest: +SKIP
+    (torch.Size([4, 256, 256]), torch.Size([4, 256, 256]))
+    """
+
+    def __init__(
+        self,
+        masks_dir: str | os.PathLike[str],
+        maps_dir: str | os.PathLike[str],
+        *,
+        images_dir: str | os.PathLike[str] | None = None,
+        kinds: Sequence[str] = ("unet",),
+        transform: Callable[..., Mapping[str, Any]] | None = None,
+        verify: bool = True,
+        settings: MapSettings | Mapping[str, Any] | None = None,
+        target: str = "auto",
+        mask_values: str = "classes",
+        ignore_index: int = -100,
+        glob: Sequence[str] | str = (),
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+    ) -> None:
+        kinds = tuple(kinds)
+        if not kinds or any(k not in KINDS for k in kinds):
+            raise ValueError(f"kinds must be a non-empty selection of {KINDS}, got {kinds}")
+        if target not in ("auto", "mask", "carved"):
+            raise ValueError(f"target must be 'auto', 'mask' or 'carved', got {target!r}")
+        if mask_values not in ("classes", "raw"):
+            raise ValueError(f"mask_values must be 'classes' or 'raw', got {mask_values!r}")
+        self.masks_dir = Path(masks_dir)
+        self.maps_dir = Path(maps_dir)
+        self.images_dir = None if images_dir is None else Path(images_dir)
+        self.kinds = kinds
+        self.transform = transform
+        self.target = target
+        self.mask_values = mask_values
+        self.ignore_index = ignore_index
+        self.max_pixels = max_pixels
+        if not self.masks_dir.is_dir():
+            raise FileNotFoundError(f"masks folder {masks_dir} does not exist")
+        manifest = Manifest.load(self.maps_dir / MANIFEST_NAME) if self.maps_dir.is_dir() else None
+        if verify and manifest is None:
+            raise StaleMapsError(
+                f"no manifest {self.maps_dir / MANIFEST_NAME}: run "
+                f"{self._command()} first (or pass verify=False)"
+            )
+        self.manifest_settings = dict(manifest.settings) if manifest else {}
+        patterns = (glob,) if isinstance(glob, str) else tuple(glob)
+        masks = find_masks(self.masks_dir, out_dir=self.maps_dir, patterns=patterns)
+        problems: list[str] = []
+        self._items = [self._pair(m.rel, m.path, manifest, verify, problems) for m in masks]
+        if verify and settings is not None and manifest is not None:
+            problems.extend(self._parameter_problems(manifest, settings))
+        if problems:
+            shown = "; ".join(problems[:_SHOWN_PROBLEMS])
+            hidden = len(problems) - _SHOWN_PROBLEMS
+            more = f" (and {hidden} more)" if hidden > 0 else ""
+            raise StaleMapsError(
+                f"{len(problems)} problems with the maps in {self.maps_dir}: {shown}{more}. "
+                f"Regenerate with: {self._command()}"
+            )
+        if not self._items:
+            raise FileNotFoundError(f"no masks found under {masks_dir}")
+
+    def _command(self) -> str:
+        kinds = ",".join(self.kinds)
+        return f"weightmaps generate {self.masks_dir} {self.maps_dir} --kinds {kinds}"
+
+    def _pair(
+        self,
+        rel: str,
+        path: Path,
+        manifest: Manifest | None,
+        verify: bool,
+        problems: list[str],
+    ) -> _Item:
+        record = manifest.masks.get(rel) if manifest else None
+        outputs = (record or {}).get("outputs", {})
+        wanted = list(self.kinds)
+        carved = "target" in outputs or (
+            not verify and (self.maps_dir / output_name(rel, "target")).exists()
+        )
+        if self.target == "carved" or (self.target == "auto" and carved):
+            wanted.append("target")
+        maps: dict[str, str] = {}
+        for kind in wanted:
+            if kind in outputs and manifest is not None:
+                maps[kind] = str(manifest.output_path(self.maps_dir, outputs[kind]["path"]))
+            else:
+                maps[kind] = str(self.maps_dir / output_name(rel, kind))
+        if verify:
+            if record is None:
+                problems.append(f"{rel}: no maps recorded")
+            elif record.get("sha256") != file_sha256(path):
+                problems.append(f"{rel}: mask changed since its maps were made")
+            else:
+                for kind in wanted:
+                    if kind not in outputs:
+                        problems.append(f"{rel}: no {kind} map")
+                    elif not Path(maps[kind]).is_file():
+                        problems.append(f"{rel}: {kind} map file missing")
+        image = self._find_image(rel) if self.images_dir is not None else None
+        if self.images_dir is not None and image is None:
+            raise FileNotFoundError(f"no image for mask {rel} under {self.images_dir}")
+        return _Item(rel, str(path), maps, image, (record or {}).get("mask_type"))
+
+    def _find_image(self, rel: str) -> str | None:
+        assert self.images_dir is not None
+        stem = Path(rel).with_suffix("")
+        for suffix in IMAGE_SUFFIXES:
+            for candidate in (suffix, suffix.upper()):
+                path = self.images_dir / f"{stem}{candidate}"
+                if path.is_file():
+                    return str(path)
+        return None
+
+    def _parameter_problems(
+        self, manifest: Manifest, settings: MapSettings | Mapping[str, Any]
+    ) -> list[str]:
+        if isinstance(settings, MapSettings):
+            given = None  # a full MapSettings: every parameter counts
+        else:
+            given = {PARAM_KEYS.get(name, name) for name in settings}
+            settings = MapSettings(**settings)
+        problems = []
+        for kind in self.kinds:
+            asked = settings.kind_params(kind)
+            asked.pop("kind")
+            if given is not None:
+                asked = {k: v for k, v in asked.items() if k in given}
+            digests = {
+                record["outputs"][kind]["params"]
+                for record in manifest.masks.values()
+                if kind in record.get("outputs", {})
+            }
+            for digest in sorted(d for d in digests if d is not None):
+                made = manifest.parameter_sets.get(digest, {})
+                differ = sorted(k for k, v in asked.items() if made.get(k, v) != v)
+                if differ:
+                    values = ", ".join(f"{k}={made.get(k)!r} (asked {asked[k]!r})" for k in differ)
+                    problems.append(f"{kind} maps were made with {values}")
+        return problems
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    @property
+    def paths(self) -> list[str]:
+        """Masks' paths relative to MASKS, in item order."""
+        return [item.rel for item in self._items]
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        item = self._items[index]
+        labels = self._labels(item)
+        maps = {kind: _read_map(item.maps[kind]) for kind in self.kinds}
+        image = None if item.image is None else _read_image(item.image, labels.ndim)
+        labels, image = _match_map_shape(labels, image, maps, item.rel)
+        sample: dict[str, Any] = {"mask": labels}
+        if image is not None:
+            sample["image"] = image
+        if len(self.kinds) == 1:
+            sample["weight"] = maps[self.kinds[0]]
+        else:
+            sample.update({f"weight_{kind}": array for kind, array in maps.items()})
+        if self.transform is not None:
+            sample = dict(self.transform(**sample))
+        return self._to_tensors(sample, item.rel)
+
+    def _labels(self, item: _Item) -> np.ndarray:
+        if "target" in item.maps:
+            labels = _read_map(item.maps["target"])
+        else:
+            labels = read_mask(item.mask, max_pixels=self.max_pixels)
+        if self.mask_values == "raw":
+            return labels
+        return self._as_classes(labels, item.mask_type)
+
+    def _as_classes(self, labels: np.ndarray, mask_type: str | None) -> np.ndarray:
+        ignore_value = self.manifest_settings.get("ignore_value")
+        ignore = None if ignore_value is None else labels == ignore_value
+        if mask_type is None:  # no manifest record: decide as generate's auto rule does
+            try:
+                mask_type = infer_mask_type(labels, ignore_value=ignore_value)
+            except MaskTypeError:
+                mask_type = "semantic"
+        if mask_type in ("binary", "instance"):
+            valid = labels if ignore is None else labels[~ignore]
+            top = float(valid.max()) if valid.size else 0.0
+            # Binary masks are thresholded at half their maximum, as generate does.
+            classes = (labels > top / 2 if mask_type == "binary" else labels != 0).astype(np.int64)
+        else:
+            classes = labels.astype(np.int64)
+        if ignore is not None:
+            classes[ignore] = self.ignore_index
+        return classes
+
+    def _to_tensors(self, sample: Mapping[str, Any], rel: str) -> dict[str, Any]:
+        out: dict[str, Any] = {"path": rel}
+        if "image" in sample:
+            image = np.asarray(sample["image"], dtype=np.float32)
+            out["image"] = torch.from_numpy(np.ascontiguousarray(np.moveaxis(image, -1, 0)))
+        out["mask"] = torch.from_numpy(np.ascontiguousarray(sample["mask"], dtype=np.int64))
+        if len(self.kinds) == 1:
+            out["weight"] = _float_tensor(sample["weight"])
+        else:
+            out["weights"] = {kind: _float_tensor(sample[f"weight_{kind}"]) for kind in self.kinds}
+        return out
+
+
+def _float_tensor(array: Any) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
+
+
+def _read_map(path: str) -> np.ndarray:
+    import tifffile
+
+    return tifffile.imread(path)
+
+
+def _read_image(path: str, ndim: int) -> np.ndarray:
+    """Image as ``(*spatial, C)``: grey images get a channel axis of 1."""
+    suffix = Path(path).suffix.lower()
+    if suffix == ".npy":
+        image = np.load(path, allow_pickle=False)
+    elif suffix in (".tif", ".tiff"):
+        import tifffile
+
+        image = tifffile.imread(path)
+    else:
+        from PIL import Image
+
+        with Image.open(path) as img:
+            image = np.asarray(img)
+    if image.ndim == ndim:
+        image = image[..., None]
+    return image
+
+
+def _match_map_shape(
+    labels: np.ndarray,
+    image: np.ndarray | None,
+    maps: Mapping[str, np.ndarray],
+    rel: str,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    shapes = {array.shape for array in maps.values()}
+    if len(shapes) > 1:
+        raise ValueError(f"{rel}: maps of different shapes {sorted(shapes)}; load them apart")
+    (shape,) = shapes
+    if image is not None and image.shape[:-1] != labels.shape:
+        raise ValueError(f"{rel}: image shape {image.shape[:-1]} differs from mask {labels.shape}")
+    if shape == labels.shape:
+        return labels, image
+    from skimage.transform import resize
+
+    labels = resize(labels, shape, order=0, preserve_range=True, anti_aliasing=False)
+    labels = labels.astype(np.int64)
+    if image is not None:
+        image = resize(
+            image, (*shape, image.shape[-1]), order=1, preserve_range=True, anti_aliasing=False
+        )
+    return labels, image
