@@ -718,6 +718,42 @@ def generate(
         raise ValueError(f"masks folder {masks_dir} does not exist or is not a folder")
     report = GenerateReport(str(masks_dir), str(out_dir), dry_run=dry_run)
     start = time.perf_counter()
+    try:
+        _generate(
+            report,
+            masks_path,
+            out_path,
+            settings,
+            read,
+            kinds,
+            patterns,
+            workers,
+            force,
+            dry_run,
+            fail_fast,
+            progress,
+            log,
+        )
+    finally:
+        report.elapsed = time.perf_counter() - start
+    return report
+
+
+def _generate(
+    report: GenerateReport,
+    masks_path: Path,
+    out_path: Path,
+    settings: MapSettings,
+    read: _ReadOptions,
+    kinds: tuple[str, ...],
+    patterns: tuple[str, ...],
+    workers: int,
+    force: bool,
+    dry_run: bool,
+    fail_fast: bool,
+    progress: bool | None,
+    log: LogFunction,
+) -> None:
     if dry_run:
         manifest = _open_manifest(out_path, force) if out_path.is_dir() else Manifest()
         run = _Run(masks_path, out_path, settings, read, kinds, manifest)
@@ -730,9 +766,7 @@ def generate(
                 run = _Run(masks_path, out_path, settings, read, kinds, manifest)
                 _execute(run, report, patterns, workers, force, False, fail_fast, progress, log)
         except OSError as exc:
-            raise PipelineError(f"cannot write to {out_dir}: {exc.strerror or exc}") from exc
-    report.elapsed = time.perf_counter() - start
-    return report
+            raise PipelineError(f"cannot write to {out_path}: {exc.strerror or exc}") from exc
 
 
 def _execute(
