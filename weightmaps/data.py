@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shlex
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -144,15 +145,16 @@ class WeightMapDataset(Dataset):
         self.mask_values = mask_values
         self.ignore_index = ignore_index
         self.max_pixels = max_pixels
+        self._asked = settings
         if not self.masks_dir.is_dir():
             raise FileNotFoundError(f"masks folder {masks_dir} does not exist")
         manifest = Manifest.load(self.maps_dir / MANIFEST_NAME) if self.maps_dir.is_dir() else None
+        self.manifest_settings = dict(manifest.settings) if manifest else {}
         if verify and manifest is None:
             raise StaleMapsError(
                 f"no manifest {self.maps_dir / MANIFEST_NAME}: run "
                 f"{self._command()} first (or pass verify=False)"
             )
-        self.manifest_settings = dict(manifest.settings) if manifest else {}
         patterns = (glob,) if isinstance(glob, str) else tuple(glob)
         masks = find_masks(self.masks_dir, out_dir=self.maps_dir, patterns=patterns)
         problems: list[str] = []
@@ -171,8 +173,30 @@ class WeightMapDataset(Dataset):
             raise FileNotFoundError(f"no masks found under {masks_dir}")
 
     def _command(self) -> str:
-        kinds = ",".join(self.kinds)
-        return f"weightmaps generate {self.masks_dir} {self.maps_dir} --kinds {kinds}"
+        """The generate command that remakes the maps: the manifest's last settings with
+        the caller's ``settings`` on top, so running it changes no other parameter."""
+        recorded = self.manifest_settings
+        kinds = [k for k in KINDS if k in self.kinds or k in (recorded.get("kinds") or ())]
+        fields = {f.name for f in dataclasses.fields(MapSettings)}
+        merged = {k: v for k, v in recorded.items() if k in fields}
+        if isinstance(self._asked, MapSettings):
+            merged = dataclasses.asdict(self._asked)
+        elif self._asked is not None:
+            merged.update(self._asked)
+        try:
+            wanted = dataclasses.asdict(MapSettings(**merged))
+        except (TypeError, ValueError):  # a manifest of another version: flags as recorded
+            wanted = merged
+        default = dataclasses.asdict(MapSettings())
+        words = ["weightmaps", "generate", str(self.masks_dir), str(self.maps_dir)]
+        words += ["--kinds", ",".join(kinds)]
+        for name, value in wanted.items():
+            if value != default.get(name):
+                words += _flag(name, value)
+        for name in ("channel", "rgb_rule"):
+            if recorded.get(name) is not None:
+                words += _flag(name, recorded[name])
+        return shlex.join(words)
 
     def _pair(
         self,
@@ -236,17 +260,18 @@ class WeightMapDataset(Dataset):
             asked.pop("kind")
             if given is not None:
                 asked = {k: v for k, v in asked.items() if k in given}
-            digests = {
-                record["outputs"][kind]["params"]
-                for record in manifest.masks.values()
-                if kind in record.get("outputs", {})
-            }
-            for digest in sorted(d for d in digests if d is not None):
+            by_digest: dict[str, list[str]] = {}
+            for rel in self.paths:
+                output = (manifest.masks.get(rel) or {}).get("outputs", {}).get(kind)
+                if output is not None and output.get("params") is not None:
+                    by_digest.setdefault(output["params"], []).append(rel)
+            for digest, rels in sorted(by_digest.items()):
                 made = manifest.parameter_sets.get(digest, {})
                 differ = sorted(k for k, v in asked.items() if made.get(k, v) != v)
                 if differ:
                     values = ", ".join(f"{k}={made.get(k)!r} (asked {asked[k]!r})" for k in differ)
-                    problems.append(f"{kind} maps were made with {values}")
+                    names = ", ".join(rels[:3]) + (f" and {len(rels) - 3} more" * (len(rels) > 3))
+                    problems.append(f"{kind} maps of {names} were made with {values}")
         return problems
 
     def __len__(self) -> int:
@@ -315,6 +340,22 @@ class WeightMapDataset(Dataset):
         return out
 
 
+def _flag(name: str, value: Any) -> list[str]:
+    """``weightmaps generate`` option words for a setting."""
+    option = "--" + name.replace("_", "-")
+    if isinstance(value, bool):
+        return [option if value else option.replace("--", "--no-", 1)]
+    if isinstance(value, list | tuple):
+        return [option, ",".join(_number(v) for v in value)]
+    return [option, _number(value)]
+
+
+def _number(value: Any) -> str:
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
 def _float_tensor(array: Any) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
 
@@ -338,6 +379,10 @@ def _read_image(path: str, ndim: int) -> np.ndarray:
         from PIL import Image
 
         with Image.open(path) as img:
+            # A palette image's pixels are indices into its palette: read the colours.
+            if img.mode in ("P", "PA"):
+                alpha = img.mode == "PA" or "transparency" in img.info
+                img = img.convert("RGBA" if alpha else "RGB")
             image = np.asarray(img)
     if image.ndim == ndim:
         image = image[..., None]
