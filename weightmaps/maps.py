@@ -225,7 +225,12 @@ def _prepare(mask: np.ndarray, settings: MapSettings) -> _Prepared:
     ignore_value = settings.ignore_value
     mask_type = settings.mask_type
     if mask_type == "auto":
-        mask_type = infer_mask_type(mask, ignore_value=ignore_value)
+        try:
+            mask_type = infer_mask_type(mask, ignore_value=ignore_value)
+        except EmptyMaskError:
+            # Background (and ignored pixels) only: nothing to tell apart. Read
+            # it as binary; _refuse_empty refuses it unless empty masks are allowed.
+            mask_type = "binary"
     ignore = None if ignore_value is None else mask == ignore_value
     if ignore is not None and not ignore.any():
         ignore = None

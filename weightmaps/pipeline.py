@@ -34,7 +34,7 @@ import numpy as np
 
 from weightmaps.balance import ClassCounts, class_weights
 from weightmaps.io import DEFAULT_MAX_PIXELS, MASK_SUFFIXES, MaskReadError, read_mask, read_spacing
-from weightmaps.lock import output_lock
+from weightmaps.lock import OutputLocked, output_lock
 from weightmaps.manifest import (
     MANIFEST_NAME,
     Manifest,
@@ -139,7 +139,8 @@ def find_masks(
 
     Hidden files and folders are skipped, symlinked folders are not entered,
     and a symlinked file is refused when it leads outside ``masks_dir``.
-    Files inside ``out_dir`` named like this tool's outputs
+    Files inside ``out_dir``, or inside any folder holding a manifest
+    (the OUT of an earlier run), named like this tool's outputs
     (``*.unet.tif`` ...) are never taken for masks, so OUT may be MASKS.
 
     Parameters
@@ -150,12 +151,14 @@ def find_masks(
         ``masks_dir`` (``*`` crosses folders), one without against the name.
     """
     root = Path(masks_dir).resolve()
-    out_root = Path(out_dir).resolve() if out_dir is not None else None
+    out_roots = [] if out_dir is None else [Path(out_dir).resolve()]
     found: list[MaskFile] = []
     for folder, subdirs, files in os.walk(root):
         subdirs[:] = sorted(d for d in subdirs if not d.startswith("."))
         folder_path = Path(folder)
-        in_out = out_root is not None and folder_path.is_relative_to(out_root)
+        if MANIFEST_NAME in files:
+            out_roots.append(folder_path)  # the OUT of an earlier run
+        in_out = any(folder_path.is_relative_to(r) for r in out_roots)
         for name in files:
             if name.startswith(".") or Path(name).suffix.lower() not in MASK_SUFFIXES:
                 continue
@@ -256,9 +259,12 @@ def _compute_job(job: _Job) -> dict[str, Any]:
         path = Path(job.out_root) / rel_out
         same_grid = array.shape == mask.shape
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            if not path.parent.resolve().is_relative_to(Path(job.out_root).resolve()):
-                return {"error": f"output folder of {rel_out} leads outside OUT; refused"}
+            # Checked before mkdir too, which would otherwise create folders
+            # wherever a symlinked folder in OUT leads; after it for races.
+            for _ in range(2):
+                if not path.parent.resolve().is_relative_to(Path(job.out_root).resolve()):
+                    return {"error": f"output folder of {rel_out} leads outside OUT; refused"}
+                path.parent.mkdir(parents=True, exist_ok=True)
             size = write_tiff_atomic(path, array, spacing=recorded_spacing if same_grid else None)
         except OSError as exc:
             reason = f"cannot write {rel_out}: {exc.strerror or exc}"
@@ -765,6 +771,8 @@ def _generate(
                 manifest = _open_manifest(out_path, force)
                 run = _Run(masks_path, out_path, settings, read, kinds, manifest)
                 _execute(run, report, patterns, workers, force, False, fail_fast, progress, log)
+        except OutputLocked as exc:
+            raise PipelineError(str(exc)) from exc
         except OSError as exc:
             raise PipelineError(f"cannot write to {out_path}: {exc.strerror or exc}") from exc
 
@@ -783,7 +791,10 @@ def _execute(
     manifest_path = run.out_dir / MANIFEST_NAME
     saver = _ManifestSaver(run.manifest, manifest_path, enabled=not dry_run)
     run.manifest.settings = _settings_record(run)
-    plans = _plan_all(run, report, patterns, force, log)
+    try:
+        plans = _plan_all(run, report, patterns, force, log)  # hashes every mask
+    except KeyboardInterrupt:
+        raise GenerateInterrupted(report) from None  # nothing computed yet
     if fail_fast and report.failed:
         report.stopped_early = True
         return
@@ -802,7 +813,7 @@ def _execute(
             for plan in todo:
                 report.reasons[plan.mask.rel] = dict(plan.todo)
                 detail = ", ".join(f"{k}: {r}" for k, r in plan.todo.items())
-                log(logging.DEBUG, f"{plan.mask.rel}: {detail}")
+                log(logging.INFO if dry_run else logging.DEBUG, f"{plan.mask.rel}: {detail}")
             if dry_run:
                 report.done.extend(p.mask.rel for p in todo)
                 return
@@ -923,12 +934,18 @@ def _dataset_pass(
         )
     total = sum((c for _, c in counts.values()), ClassCounts({}, {}, 0))
     dataset = run.register_dataset_weights(total)
-    counted = {p.mask.rel: p.sha256 for p in plans if p.mask.rel in counts}
-    dataset["sources"] = params_digest(counted)
+    # Every mask found, counted or failed, as check sees them: fixing a failed
+    # mask changes the sources, and a rerun without changes finds them equal.
+    dataset["sources"] = params_digest({p.mask.rel: p.sha256 for p in plans})
     run.manifest.dataset = dataset
     report.dataset = dataset
     for plan in plans:
-        if plan.mask.rel in counts and "balance" not in plan.todo:
+        if plan.mask.rel not in counts:
+            continue
+        if plan.todo.get("balance") == "dataset counts not known yet":
+            # Planned before the weights were known: decide again now that they are.
+            del plan.todo["balance"]
+        if "balance" not in plan.todo:
             run.replan(plan, "balance")
     return dataset["counts"]
 
@@ -1073,7 +1090,8 @@ def _check_dataset(run: _Run, plans: list[_Plan]) -> None:
     weights = dataset.get("weights")
     if weights is None or dataset.get("sources") != sources:
         for plan in plans:
-            plan.todo.setdefault("balance", "dataset changed since the maps were made")
+            if plan.todo.get("balance") in (None, "dataset counts not known yet"):
+                plan.todo["balance"] = "dataset changed since the maps were made"
         return
     params = {**run.params("balance"), "dataset_weights": weights}
     run.digests["balance"] = params_digest(params)

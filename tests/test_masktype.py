@@ -1,0 +1,157 @@
+"""The auto rule that tells binary, semantic and instance masks apart."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from weightmaps.maps import MapSettings, compute_maps
+from weightmaps.masktype import EmptyMaskError, MaskTypeError, infer_mask_type
+
+
+def blobs(shape: tuple[int, ...], values: list[int], *, size: int = 6, gap: int = 4) -> np.ndarray:
+    """Separate square blobs in a row, one per entry of ``values``."""
+    mask = np.zeros(shape, np.uint16)
+    for i, value in enumerate(values):
+        x = gap + i * (size + gap)
+        mask[..., gap : gap + size, x : x + size] = value
+    return mask
+
+
+def test_binary_0_255():
+    mask = np.zeros((32, 32), np.uint8)
+    mask[4:10, 4:10] = 255
+    mask[20:25, 20:30] = 255  # two separate objects of one value: still binary
+    assert infer_mask_type(mask) == "binary"
+
+
+def test_binary_0_1_and_float_whole_numbers():
+    mask = np.zeros((16, 16), np.uint8)
+    mask[2:5, 2:5] = 1
+    assert infer_mask_type(mask) == "binary"
+    assert infer_mask_type(mask.astype(np.float32)) == "binary"
+
+
+def test_bool():
+    mask = np.zeros((16, 16), bool)
+    mask[3:6, 3:6] = True
+    assert infer_mask_type(mask) == "binary"
+
+
+def test_instance_one_region_per_id():
+    mask = blobs((32, 80), [3, 17, 200, 9])
+    assert infer_mask_type(mask) == "instance"
+    # Touching instances stay instances.
+    mask[4:10, 10:14] = 3
+    assert infer_mask_type(mask) == "instance"
+
+
+def test_instance_3d():
+    mask = blobs((5, 32, 60), [1, 2, 5])
+    assert infer_mask_type(mask) == "instance"
+
+
+def test_semantic_with_split_classes():
+    # Classes 1 and 2 each occur in two places.
+    mask = blobs((32, 100), [1, 2, 1, 2, 3])
+    assert infer_mask_type(mask) == "semantic"
+
+
+def test_many_values_few_split_is_instance():
+    # 20 ids, one cut in two pieces (5% split, more than 16 values): instance.
+    values = list(range(1, 21)) + [1]
+    mask = blobs((20, 250), values, size=4, gap=4)
+    assert infer_mask_type(mask) == "instance"
+
+
+def test_ambiguous_is_refused():
+    # 5 values, one of them split (20%): an instance mask with a cut object, or semantic?
+    mask = blobs((20, 120), [1, 2, 3, 4, 5, 1])
+    with pytest.raises(MaskTypeError, match="ambiguous") as info:
+        infer_mask_type(mask)
+    assert "'instance' or 'semantic'" in str(info.value)
+    assert not isinstance(info.value, EmptyMaskError)
+    # Naming the type resolves it.
+    for mask_type in ("instance", "semantic"):
+        result = compute_maps(mask, MapSettings(mask_type=mask_type))
+        assert result.mask_type == mask_type
+
+
+def test_jpeg_like_noise_is_refused():
+    rng = np.random.default_rng(1)
+    mask = np.zeros((40, 40), np.uint8)
+    mask[10:30, 10:30] = 255
+    ring = np.zeros_like(mask, bool)
+    ring[9:31, 9:31] = True
+    ring[11:29, 11:29] = False
+    mask[ring] = rng.integers(1, 255, ring.sum())  # a 2-pixel compression fringe
+    with pytest.raises(MaskTypeError, match="compression noise") as info:
+        infer_mask_type(mask)
+    assert "'binary'" in str(info.value)
+    # Told it is binary, it is thresholded at half the maximum.
+    result = compute_maps(mask, MapSettings(mask_type="binary"), kinds=["balance"])
+    fg = mask > 127.5
+    n1, n0 = int(fg.sum()), int((~fg).sum())
+    np.testing.assert_allclose(
+        result.maps["balance"], np.where(fg, mask.size / (2 * n1), mask.size / (2 * n0)), rtol=1e-6
+    )
+
+
+def test_float_fractional_is_refused():
+    mask = np.zeros((16, 16), np.float32)
+    mask[4:8, 4:8] = 0.6
+    mask[10:12, 10:12] = 1.0
+    with pytest.raises(MaskTypeError, match="fractional"):
+        infer_mask_type(mask)
+    with pytest.raises(MaskTypeError, match="fractional|whole"):
+        compute_maps(mask, MapSettings())
+    with pytest.raises(MaskTypeError, match="whole numbers"):
+        compute_maps(mask, MapSettings(mask_type="instance"))
+
+
+def test_float_nan_is_refused():
+    mask = np.zeros((8, 8), np.float64)
+    mask[2, 2] = np.nan
+    with pytest.raises(MaskTypeError):
+        infer_mask_type(mask)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int32, np.float32, bool])
+def test_empty_mask(dtype):
+    mask = np.zeros((16, 16), dtype)
+    with pytest.raises(EmptyMaskError):
+        infer_mask_type(mask)
+    with pytest.raises(EmptyMaskError):
+        compute_maps(mask, MapSettings())
+
+
+def test_only_ignore_value_is_empty():
+    mask = np.zeros((16, 16), np.uint8)
+    mask[:4] = 255
+    with pytest.raises(EmptyMaskError):
+        infer_mask_type(mask, ignore_value=255)
+    for mask_type in ("auto", "binary", "instance"):
+        with pytest.raises(EmptyMaskError, match="ignore value 255.*allow empty"):
+            compute_maps(mask, MapSettings(ignore_value=255, mask_type=mask_type))
+    # In a semantic mask 0 is a class like any other: not empty.
+    semantic = compute_maps(mask, MapSettings(ignore_value=255, mask_type="semantic"))
+    assert np.all(semantic.maps["balance"][4:] == 1) and np.all(semantic.maps["balance"][:4] == 0)
+    # Allowed explicitly, an empty mask gives maps (the U-Net map is w_c = 1).
+    result = compute_maps(mask, MapSettings(ignore_value=255, allow_empty=True), kinds=["unet"])
+    assert np.all(result.maps["unet"][4:] == 1) and np.all(result.maps["unet"][:4] == 0)
+
+
+def test_ignore_value_is_not_a_class():
+    mask = np.zeros((16, 16), np.uint8)
+    mask[2:6, 2:6] = 1
+    mask[10:, :] = 255
+    assert infer_mask_type(mask, ignore_value=255) == "binary"
+    assert infer_mask_type(mask) == "instance"  # without it, 255 is one more region
+
+
+def test_negative_values_are_refused():
+    mask = np.zeros((8, 8), np.int16)
+    mask[1:3, 1:3] = -2
+    mask[5:7, 5:7] = 3
+    with pytest.raises(MaskTypeError, match="negative"):
+        infer_mask_type(mask)
