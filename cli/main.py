@@ -367,6 +367,11 @@ def _print_stats(summary: dict[str, Any], failed: dict[str, str]) -> None:
         )
         click.echo(f"{cls:>6} {row['pixels']:>12} {row['frequency']:>8.4f}{weights}")
     click.echo("binary and instance masks count background 0 against foreground 1")
+    if "semantic" in summary["mask_types"] and len(summary["mask_types"]) > 1:
+        click.echo(
+            "note: semantic class ids and the foreground (1) of the other masks are summed "
+            "together; run stats per kind of mask (--glob) or name --mask-type"
+        )
     for rel, reason in failed.items():
         click.echo(f"FAILED {rel}: {reason}", err=True)
 
@@ -417,7 +422,15 @@ def preview(
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
     if maps_dir is not None:
-        files = maps_of(mask, maps_dir)
+        files = maps_of(mask, maps_dir, by_name=False)
+        if not files:
+            files = maps_of(mask, maps_dir)
+            if files:
+                click.echo(
+                    f"warning: {maps_dir} has no record of this mask's content; showing maps "
+                    "found by name, which may be those of an older version",
+                    err=True,
+                )
         files.pop("target", None)
         if not files:
             click.echo(f"error: no maps of {mask} found in {maps_dir}", err=True)

@@ -30,6 +30,7 @@ __all__ = [
     "MaskReadError",
     "read_mask",
     "read_spacing",
+    "read_spacing_unit",
 ]
 
 DEFAULT_MAX_PIXELS: int = 2**30
@@ -648,7 +649,14 @@ def _refuse_extra_series(path: str, tif: Any) -> None:
 
 
 def read_spacing(path: str | os.PathLike[str]) -> tuple[float, ...] | None:
-    """Pixel size per axis recorded in a TIFF, or None where it records none.
+    """Pixel size per axis recorded in a TIFF, or None; see :func:`read_spacing_unit`."""
+    return read_spacing_unit(path)[0]
+
+
+def read_spacing_unit(
+    path: str | os.PathLike[str],
+) -> tuple[tuple[float, ...] | None, str | None]:
+    """Pixel size per axis and its unit recorded in a TIFF; None where it records none.
 
     ImageJ stacks give the slice spacing (``spacing``) and the resolution
     tags give y and x. Other formats record nothing usable and give None.
@@ -657,17 +665,17 @@ def read_spacing(path: str | os.PathLike[str]) -> tuple[float, ...] | None:
 
     Examples
     --------
-    >>> read_spacing("mask.png") is None  # doctest: +SKIP
-    True
+    >>> read_spacing_unit("mask.png")  # doctest: +SKIP
+    (None, None)
     """
     if Path(path).suffix.lower() not in (".tif", ".tiff"):
-        return None
+        return None, None
     import tifffile
 
     try:
         with tifffile.TiffFile(path) as tif:
             if not tif.series:
-                return None
+                return None, None
             series = tif.series[0]
             page = series.keyframe
             spatial = [n for n, ax in zip(series.shape, series.axes, strict=True) if ax != "S"]
@@ -675,15 +683,16 @@ def read_spacing(path: str | os.PathLike[str]) -> tuple[float, ...] | None:
             yx = [_resolution_spacing(page, f"{axis}Resolution") for axis in "YX"]
             meta = tif.imagej_metadata or {}
             z = meta.get("spacing")
+            unit = meta.get("unit")
     except (*_LIBRARY_ERRORS, MaskReadError):
-        return None
+        return None, None
     spacing: list[float | None] = yx if len(spatial) == 2 else [z, *yx]
     if all(s is None for s in spacing) or len(spatial) not in (2, 3):
-        return None
+        return None, None
     result = tuple(1.0 if s is None else float(s) for s in spacing)
     if not all(math.isfinite(s) and s > 0 for s in result):
-        return None
-    return result
+        return None, None
+    return result, unit if isinstance(unit, str) and unit.isprintable() else None
 
 
 def _resolution_spacing(page: Any, name: str) -> float | None:

@@ -33,7 +33,13 @@ from typing import Any
 import numpy as np
 
 from weightmaps.balance import ClassCounts, class_weights
-from weightmaps.io import DEFAULT_MAX_PIXELS, MASK_SUFFIXES, MaskReadError, read_mask, read_spacing
+from weightmaps.io import (
+    DEFAULT_MAX_PIXELS,
+    MASK_SUFFIXES,
+    MaskReadError,
+    read_mask,
+    read_spacing_unit,
+)
 from weightmaps.lock import OutputLocked, output_lock
 from weightmaps.manifest import (
     MANIFEST_NAME,
@@ -235,7 +241,7 @@ def _compute_job(job: _Job) -> dict[str, Any]:
     """Worker: read one mask, compute its maps, write them; return its record."""
     try:
         mask = read_mask(job.path, **dataclasses.asdict(job.read))
-        file_spacing = read_spacing(job.path)
+        file_spacing, unit = read_spacing_unit(job.path)
         spacing = _resolve_spacing(job.settings.spacing, file_spacing, mask.ndim)
         counts = None if job.dataset_counts is None else ClassCounts.from_dict(job.dataset_counts)
         result = compute_maps(
@@ -265,7 +271,12 @@ def _compute_job(job: _Job) -> dict[str, Any]:
                 if not path.parent.resolve().is_relative_to(Path(job.out_root).resolve()):
                     return {"error": f"output folder of {rel_out} leads outside OUT; refused"}
                 path.parent.mkdir(parents=True, exist_ok=True)
-            size = write_tiff_atomic(path, array, spacing=recorded_spacing if same_grid else None)
+            size = write_tiff_atomic(
+                path,
+                array,
+                spacing=recorded_spacing if same_grid else None,
+                unit=unit if recorded_spacing == file_spacing else None,
+            )
         except OSError as exc:
             reason = f"cannot write {rel_out}: {exc.strerror or exc}"
             return {"fatal" if exc.errno in _FATAL_WRITE_ERRORS else "error": reason}
@@ -1151,11 +1162,14 @@ def survey(
     return stats, failed
 
 
-def maps_of(mask_path: str | os.PathLike[str], out_dir: str | os.PathLike[str]) -> dict[str, Path]:
+def maps_of(
+    mask_path: str | os.PathLike[str], out_dir: str | os.PathLike[str], *, by_name: bool = True
+) -> dict[str, Path]:
     """The map files in ``out_dir`` made from the mask at ``mask_path``.
 
-    Found through the manifest by the mask's content hash; failing that, by
-    name (``<stem>.<kind>.tif``) when exactly one such file exists per kind.
+    Found through the manifest by the mask's content hash; failing that (and
+    with ``by_name``), by name (``<stem>.<kind>.tif``) when exactly one such
+    file exists per kind: those may be maps of an older version of the mask.
     """
     out_path = Path(out_dir)
     manifest = _open_manifest(out_path, force=False) if out_path.is_dir() else None
@@ -1169,6 +1183,8 @@ def maps_of(mask_path: str | os.PathLike[str], out_dir: str | os.PathLike[str]) 
                     for kind in OUTPUT_KINDS
                     if kind in outputs
                 }
+    if not by_name:
+        return {}
     stem = Path(mask_path).name.rsplit(".", 1)[0]
     found: dict[str, Path] = {}
     for kind in OUTPUT_KINDS:
