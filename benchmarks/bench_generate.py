@@ -18,7 +18,6 @@ masks per second of wall time; every ratio compares runs of this process.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
 import tempfile
@@ -27,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import tifffile
-from bench_kernels import nuclei, row
+from bench_kernels import nuclei, report, row
 
 import weightmaps
 from weightmaps import MapSettings, compute_maps, read_mask
@@ -117,13 +116,7 @@ def main() -> int:
     args = parser.parse_args()
     count = 40 if args.quick else args.count
     print(f"weightmaps {weightmaps.__version__}: generate on {count} masks of 512x512")
-    rows = run(count)
-    print("| figure | value | target | met | note |")
-    print("|---|---|---|---|---|")
-    for r in rows:
-        print(f"| {r['figure']} | {r['value']} | {r['target']} | {r['ok']} | {r['note']} |")
-    if args.json:
-        args.json.write_text(json.dumps(rows, indent=2))
+    report(run(count), args.json)
     return 0
 
 

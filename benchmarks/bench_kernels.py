@@ -170,6 +170,16 @@ def row(name: str, value: str, target: str, ok: bool | None, note: str = "") -> 
     }
 
 
+def report(rows: list[dict], json_path: Path | None) -> None:
+    """Print the rows as a Markdown table (and write them as JSON when asked)."""
+    print("| figure | value | target | met | note |")
+    print("|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['figure']} | {r['value']} | {r['target']} | {r['ok']} | {r['note']} |")
+    if json_path:
+        json_path.write_text(json.dumps(rows, indent=2))
+
+
 def run(quick: bool) -> list[dict]:
     rows = []
 
@@ -296,13 +306,7 @@ def main() -> int:
     parser.add_argument("--json", type=Path, help="also write the rows as JSON here")
     args = parser.parse_args()
     print(f"weightmaps {weightmaps.__version__}, numpy {np.__version__}")
-    rows = run(args.quick)
-    print("| figure | value | target | met | note |")
-    print("|---|---|---|---|---|")
-    for r in rows:
-        print(f"| {r['figure']} | {r['value']} | {r['target']} | {r['ok']} | {r['note']} |")
-    if args.json:
-        args.json.write_text(json.dumps(rows, indent=2))
+    report(run(args.quick), args.json)
     return 0
 
 

@@ -2,12 +2,30 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 REALDATA = Path(__file__).resolve().parents[2] / "shared" / "realdata"
+SAMPLE_MASKS = Path(__file__).resolve().parents[1] / "sample_data" / "masks"
+ALL_MASKS = [
+    "binary/polyp_00.png",
+    "binary/polyp_01.png",
+    "nuclei/nuclei_00.tif",
+    "nuclei/nuclei_01.tif",
+    "nuclei/nuclei_02.tif",
+    "nuclei/nuclei_03.tif",
+    "semantic/street_00.png",
+    "volume/nuclei3d_00.tif",
+]
+
+
+@pytest.fixture
+def masks(tmp_path: Path) -> Path:
+    """A private copy of sample_data/masks."""
+    return Path(shutil.copytree(SAMPLE_MASKS, tmp_path / "masks"))
 
 
 @pytest.fixture

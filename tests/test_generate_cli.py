@@ -9,7 +9,6 @@ from __future__ import annotations
 import errno
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +17,7 @@ import numpy as np
 import pytest
 import tifffile
 from click.testing import CliRunner
+from conftest import ALL_MASKS, SAMPLE_MASKS
 from PIL import Image
 from weightmaps.cli.main import main
 
@@ -29,23 +29,7 @@ from weightmaps.manifest import MANIFEST_NAME
 from weightmaps.preview import render_preview
 from weightmaps.writing import TEMP_SUFFIX, write_tiff_atomic
 
-SAMPLE_MASKS = Path(__file__).resolve().parents[1] / "sample_data" / "masks"
-ALL_MASKS = [
-    "binary/polyp_00.png",
-    "binary/polyp_01.png",
-    "nuclei/nuclei_00.tif",
-    "nuclei/nuclei_01.tif",
-    "nuclei/nuclei_02.tif",
-    "nuclei/nuclei_03.tif",
-    "semantic/street_00.png",
-    "volume/nuclei3d_00.tif",
-]
 KINDS = ("unet", "edge", "balance")
-
-
-@pytest.fixture
-def masks(tmp_path: Path) -> Path:
-    return Path(shutil.copytree(SAMPLE_MASKS, tmp_path / "masks"))
 
 
 def cli(*args: object):

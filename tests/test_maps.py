@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
+from conftest import SAMPLE_MASKS
 from skimage import transform
 
 import weightmaps
@@ -22,8 +23,6 @@ from weightmaps import (
     unet_weight_map,
 )
 from weightmaps.maps import MapSettings, compute_maps
-
-SAMPLE_MASKS = Path(__file__).resolve().parents[1] / "sample_data" / "masks"
 
 
 def touching_instances() -> np.ndarray:

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
+from conftest import ALL_MASKS, SAMPLE_MASKS
 from PIL import Image
 
 import weightmaps
@@ -41,24 +42,7 @@ from weightmaps.pipeline import (
 )
 from weightmaps.writing import TEMP_SUFFIX, write_tiff_atomic
 
-SAMPLE_MASKS = Path(__file__).resolve().parents[1] / "sample_data" / "masks"
-ALL_MASKS = [
-    "binary/polyp_00.png",
-    "binary/polyp_01.png",
-    "nuclei/nuclei_00.tif",
-    "nuclei/nuclei_01.tif",
-    "nuclei/nuclei_02.tif",
-    "nuclei/nuclei_03.tif",
-    "semantic/street_00.png",
-    "volume/nuclei3d_00.tif",
-]
 KINDS = ("unet", "edge", "balance")
-
-
-@pytest.fixture
-def masks(tmp_path: Path) -> Path:
-    """A private copy of sample_data/masks."""
-    return Path(shutil.copytree(SAMPLE_MASKS, tmp_path / "masks"))
 
 
 def run(masks_dir: Path, out_dir: Path, **options) -> pipeline.GenerateReport:
