@@ -12,6 +12,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from weightmaps._tensors import is_torch_tensor
+
 __all__ = [
     "BALANCE_MODES",
     "ClassCounts",
@@ -270,7 +272,8 @@ def balance_weight_map(
     Returns
     -------
     ndarray of float32
-        Same shape as ``mask``.
+        Same shape as ``mask``. A torch tensor in gives a float32 tensor on
+        its device (:mod:`weightmaps.torch_kernels`).
 
     Examples
     --------
@@ -278,6 +281,10 @@ def balance_weight_map(
     >>> balance_weight_map(np.array([[0, 0, 0, 1]]))
     array([[0.6666667, 0.6666667, 0.6666667, 2.       ]], dtype=float32)
     """
+    if is_torch_tensor(mask):
+        from weightmaps.torch_kernels import balance_weight_map_torch
+
+        return balance_weight_map_torch(mask, mode=mode, ignore_index=ignore_index, counts=counts)
     if counts is None:
         counts = class_counts(mask, ignore_index=ignore_index)
     return paint_class_weights(mask, class_weights(counts, mode), ignore_index=ignore_index)

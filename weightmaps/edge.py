@@ -20,6 +20,7 @@ import numpy as np
 
 from weightmaps._box_kernels import box_sum_pass, edge_term, edge_weights_in_place
 from weightmaps._lines import line_view
+from weightmaps._tensors import is_torch_tensor
 
 __all__ = ["box_sum", "edge_weight_map"]
 
@@ -100,7 +101,8 @@ def edge_weight_map(
     Returns
     -------
     ndarray of float32
-        Same shape as ``mask``.
+        Same shape as ``mask``. A torch tensor in gives a float32 tensor on
+        its device (:mod:`weightmaps.torch_kernels`).
 
     Examples
     --------
@@ -110,6 +112,17 @@ def edge_weight_map(
     >>> float(w[2, 2]), float(w[1, 1]), float(w[0, 0])
     (9.0, 2.0, 1.0)
     """
+    if is_torch_tensor(mask):
+        from weightmaps.torch_kernels import edge_weight_map_torch
+
+        return edge_weight_map_torch(
+            mask,
+            kernel_size=kernel_size,
+            alpha=alpha,
+            classes=classes,
+            num_classes=num_classes,
+            ignore_index=ignore_index,
+        )
     mask = np.asarray(mask)
     if mask.ndim == 0 or mask.size == 0:
         raise ValueError(f"mask must be a non-empty array, got shape {mask.shape}")

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from weightmaps._tensors import is_torch_tensor
 from weightmaps.balance import class_counts, class_weights, paint_class_weights
 from weightmaps.nearest import _as_label_array, add_border_term
 
@@ -101,7 +102,9 @@ def unet_weight_map(
         ``w_c + w0 * exp(-(d1 + d2)^2 / (2 sigma^2))`` on background pixels
         with at least two instances, ``w_c`` elsewhere, 0 on ignored pixels.
         Equal to the per-instance reference within ``1e-6 * w0``: the term
-        is dropped where ``d1 + d2`` exceeds :func:`border_cutoff`.
+        is dropped where ``d1 + d2`` exceeds :func:`border_cutoff`. A torch
+        tensor in gives a float32 tensor on its device
+        (:mod:`weightmaps.torch_kernels`).
 
     Examples
     --------
@@ -111,6 +114,17 @@ def unet_weight_map(
     >>> w[0, 0], round(float(w[0, 1]), 4)
     (np.float32(1.0), 10.2312)
     """
+    if is_torch_tensor(instances):
+        from weightmaps.torch_kernels import unet_weight_map_torch
+
+        return unet_weight_map_torch(
+            instances,
+            w0=w0,
+            sigma=sigma,
+            class_weights=class_weights,
+            spacing=spacing,
+            ignore_mask=ignore_mask,
+        )
     if w0 < 0 or not math.isfinite(w0):
         raise ValueError(f"w0 must be finite and >= 0, got {w0}")
     if not sigma > 0 or not math.isfinite(sigma):
