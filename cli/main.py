@@ -244,7 +244,15 @@ def main() -> None:
     "--device",
     default="auto",
     show_default=True,
-    help="auto, cpu, cuda or cuda:N (this version computes on the CPU).",
+    help="auto (the GPU when torch sees one, else cpu), cpu, cuda, cuda:N, or torch:cpu "
+    "(the batched torch path on the CPU).",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=8,
+    show_default=True,
+    help="Masks of one shape computed together on a GPU.",
 )
 @click.option("--force", is_flag=True, help="Recompute everything, current or not.")
 @click.option("--dry-run", is_flag=True, help="Only list what would be computed.")

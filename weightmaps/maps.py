@@ -35,6 +35,7 @@ __all__ = [
     "PreparedMask",
     "compute_maps",
     "compute_maps_batch",
+    "compute_prepared",
     "mask_class_counts",
     "mask_instances",
     "prepare_mask",
@@ -494,13 +495,30 @@ def compute_maps(
     unknown = [k for k in kinds if k not in KINDS]
     if unknown:
         raise ValueError(f"unknown map kinds {unknown}; choose from {KINDS}")
-    prepared = _prepare(mask, settings)
+    return compute_prepared(
+        _prepare(mask, settings),
+        settings,
+        kinds=kinds,
+        spacing=spacing,
+        dataset_counts=dataset_counts,
+    )
+
+
+def compute_prepared(
+    prepared: PreparedMask,
+    settings: MapSettings,
+    *,
+    kinds: Sequence[str] = KINDS,
+    spacing: Sequence[float] | None = None,
+    dataset_counts: ClassCounts | None = None,
+) -> MaskMaps:
+    """:func:`compute_maps` from a :func:`prepare_mask` result, on the CPU."""
     counts = _counts(prepared)
     maps: dict[str, np.ndarray] = {}
     if "unet" in kinds:
         maps["unet"] = _unet_map(prepared, settings, spacing)
     if "edge" in kinds:
-        maps["edge"] = _edge_map(prepared, settings)
+        maps["edge"] = prepared.edge if prepared.edge is not None else _edge_map(prepared, settings)
     if "balance" in kinds:
         if settings.balance_scope == "dataset" and dataset_counts is None:
             raise ValueError("balance scope 'dataset' needs dataset_counts")

@@ -25,7 +25,13 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import (
+    FIRST_COMPLETED,
+    Future,
+    ProcessPoolExecutor,
+    ThreadPoolExecutor,
+    wait,
+)
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
@@ -48,7 +54,17 @@ from weightmaps.manifest import (
     file_sha256,
     params_digest,
 )
-from weightmaps.maps import KINDS, MapSettings, compute_maps, mask_class_counts
+from weightmaps.maps import (
+    KINDS,
+    MapSettings,
+    MaskMaps,
+    PreparedMask,
+    compute_maps,
+    compute_maps_batch,
+    compute_prepared,
+    mask_class_counts,
+    prepare_mask,
+)
 from weightmaps.masktype import MaskTypeError
 from weightmaps.stats import MaskStats, mask_stats
 from weightmaps.writing import write_tiff_atomic
@@ -69,6 +85,7 @@ __all__ = [
     "generate",
     "maps_of",
     "output_name",
+    "resolve_device",
     "survey",
 ]
 
@@ -237,33 +254,73 @@ def _count_job(job: _Job) -> dict[str, Any]:
     return {"mask_type": mask_type, "counts": counts.to_dict()}
 
 
+@dataclasses.dataclass(frozen=True)
+class _Source:
+    """What a worker learnt about a mask besides its pixels."""
+
+    shape: tuple[int, ...]
+    dtype: str
+    spacing: tuple[float, ...] | None  # used for the U-Net distances
+    file_spacing: tuple[float, ...] | None
+    unit: str | None
+
+
+def _load(job: _Job) -> tuple[np.ndarray, _Source]:
+    mask = read_mask(job.path, **dataclasses.asdict(job.read))
+    file_spacing, unit = read_spacing_unit(job.path)
+    spacing = _resolve_spacing(job.settings.spacing, file_spacing, mask.ndim)
+    return mask, _Source(mask.shape, str(mask.dtype), spacing, file_spacing, unit)
+
+
+def _dataset_counts(job: _Job) -> ClassCounts | None:
+    return None if job.dataset_counts is None else ClassCounts.from_dict(job.dataset_counts)
+
+
+def _map_kinds(job: _Job) -> list[str]:
+    return [k for k in job.kinds if k in KINDS]
+
+
 def _compute_job(job: _Job) -> dict[str, Any]:
     """Worker: read one mask, compute its maps, write them; return its record."""
     try:
-        mask = read_mask(job.path, **dataclasses.asdict(job.read))
-        file_spacing, unit = read_spacing_unit(job.path)
-        spacing = _resolve_spacing(job.settings.spacing, file_spacing, mask.ndim)
-        counts = None if job.dataset_counts is None else ClassCounts.from_dict(job.dataset_counts)
+        mask, source = _load(job)
         result = compute_maps(
             mask,
             job.settings,
-            kinds=[k for k in job.kinds if k in KINDS],
-            spacing=spacing,
-            dataset_counts=counts,
+            kinds=_map_kinds(job),
+            spacing=source.spacing,
+            dataset_counts=_dataset_counts(job),
         )
     except MaskReadError as exc:
         return {"error": exc.reason}
     except (ValueError, TypeError, MemoryError) as exc:
         return {"error": _reason(exc)}
+    return _write_outputs(job, source, result)
+
+
+def _prepare_job(job: _Job) -> dict[str, Any]:
+    """Worker of the device path: read one mask and do the CPU part of its maps."""
+    try:
+        mask, source = _load(job)
+        prepared = prepare_mask(mask, job.settings, kinds=_map_kinds(job))
+    except MaskReadError as exc:
+        return {"error": exc.reason}
+    except (ValueError, TypeError, MemoryError) as exc:
+        return {"error": _reason(exc)}
+    return {"prepared": prepared, "source": source}
+
+
+def _write_outputs(job: _Job, source: _Source, result: MaskMaps) -> dict[str, Any]:
+    """Write a mask's maps atomically; return its manifest record (or the error)."""
     arrays = dict(result.maps)
     if result.target is not None and "target" in job.kinds:
         arrays["target"] = result.target
-    recorded_spacing = spacing or file_spacing
+    recorded_spacing = source.spacing or source.file_spacing
     outputs: dict[str, dict[str, Any]] = {}
     for kind, array in arrays.items():
         rel_out = output_name(job.rel, kind)
         path = Path(job.out_root) / rel_out
-        same_grid = array.shape == mask.shape
+        same_grid = array.shape == source.shape
         try:
             # Checked before mkdir too, which would otherwise create folders
             # wherever a symlinked folder in OUT leads; after it for races.
@@ -275,7 +332,7 @@ def _compute_job(job: _Job) -> dict[str, Any]:
                 path,
                 array,
                 spacing=recorded_spacing if same_grid else None,
-                unit=unit if recorded_spacing == file_spacing else None,
+                unit=source.unit if recorded_spacing == source.file_spacing else None,
             )
         except OSError as exc:
             reason = f"cannot write {rel_out}: {exc.strerror or exc}"
@@ -289,8 +346,8 @@ def _compute_job(job: _Job) -> dict[str, Any]:
         }
     return {
         "mask_type": result.mask_type,
-        "shape": list(mask.shape),
-        "dtype": str(mask.dtype),
+        "shape": list(source.shape),
+        "dtype": source.dtype,
         "spacing": None if recorded_spacing is None else list(recorded_spacing),
         "counts": None if result.counts is None else result.counts.to_dict(),
         "outputs": outputs,
@@ -380,6 +437,8 @@ class GenerateReport:
         Detected or given mask types of the masks read.
     dataset : dict or None
         Dataset-scope balance: summed counts and the class weights used.
+    device_seconds : float
+        Wall time spent computing batches on the torch device (device path).
     """
 
     masks_dir: str
@@ -393,6 +452,7 @@ class GenerateReport:
     dataset: dict[str, Any] | None = None
     elapsed: float = 0.0
     stopped_early: bool = False
+    device_seconds: float = 0.0
 
     @property
     def exit_code(self) -> int:
@@ -434,21 +494,38 @@ def _check_kinds(kinds: Iterable[str]) -> tuple[str, ...]:
     return kinds
 
 
-def _check_device(device: str) -> None:
-    if device in ("auto", "cpu"):
-        return
-    if device != "cuda" and not (device.startswith("cuda:") and device[5:].isdigit()):
-        raise ValueError(f"device must be auto, cpu, cuda or cuda:N; got {device!r}")
-    try:
+def resolve_device(device: str) -> str | None:
+    """Where ``generate`` computes: None for the numba kernels on the CPU, else a torch device.
+
+    ``"auto"`` is CUDA when torch sees a GPU, else the CPU kernels; ``"cpu"``
+    the CPU kernels; ``"cuda"``/``"cuda:N"`` that GPU (an error when absent);
+    ``"torch:cpu"`` the batched torch path on the CPU (what the GPU path
+    runs, slower than ``"cpu"``: for testing and comparison).
+    """
+    if device == "cpu":
+        return None
+    if device == "torch:cpu":
+        return "cpu"
+    if device == "auto":
+        # Importing torch costs a second or two: only where a GPU may exist.
+        if sys.platform.startswith("linux") and not os.path.exists("/dev/nvidiactl"):
+            return None
         import torch
-    except ImportError as exc:
-        raise ValueError(f"device {device}: torch is not installed") from exc
+
+        return "cuda" if torch.cuda.is_available() else None
+    if device != "cuda" and not (device.startswith("cuda:") and device[5:].isdigit()):
+        raise ValueError(f"device must be auto, cpu, cuda, cuda:N or torch:cpu; got {device!r}")
+    import torch
+
     if not torch.cuda.is_available():
         raise ValueError(
             f"device {device}: CUDA is not available here (torch.cuda.is_available() is False); "
             "use --device cpu"
         )
-    raise ValueError(f"device {device}: the GPU kernels are not in this version yet; use cpu")
+    index = int(device[5:]) if ":" in device else 0
+    if index >= torch.cuda.device_count():
+        raise ValueError(f"device {device}: only {torch.cuda.device_count()} CUDA devices")
+    return device
 
 
 def default_workers() -> int:
@@ -650,6 +727,7 @@ def generate(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     workers: int | None = None,
     device: str = "auto",
+    batch_size: int = 8,
     force: bool = False,
     dry_run: bool = False,
     fail_fast: bool = False,
@@ -679,9 +757,11 @@ def generate(
         (see :func:`weightmaps.read_mask`).
     workers : int, optional
         Worker processes; default all cores. 1 runs in this process.
-    device : {"auto", "cpu", "cuda", "cuda:N"}
-        Where maps are computed. This version computes on the CPU; asking
-        for CUDA fails with a clear error.
+    device : {"auto", "cpu", "cuda", "cuda:N", "torch:cpu"}
+        Where maps are computed (see :func:`resolve_device`): ``"auto"`` is
+        the GPU when torch sees one, else the CPU kernels.
+    batch_size : int
+        Masks of one shape computed together on a torch device.
     force : bool
         Recompute everything (and start a new manifest if the old one is
         unreadable).
@@ -728,32 +808,36 @@ def generate(
     workers = default_workers() if workers is None else int(workers)
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
-    _check_device(device)
+    torch_device = resolve_device(device)
+    if batch_size < 1:
+        raise ValueError(f"batch size must be >= 1, got {batch_size}")
     masks_path = Path(masks_dir)
     out_path = Path(out_dir)
     if not masks_path.is_dir():
         raise ValueError(f"masks folder {masks_dir} does not exist or is not a folder")
     report = GenerateReport(str(masks_dir), str(out_dir), dry_run=dry_run)
+    options_ = _RunOptions(
+        patterns, workers, force, dry_run, fail_fast, progress, log, torch_device, batch_size
+    )
     start = time.perf_counter()
     try:
-        _generate(
-            report,
-            masks_path,
-            out_path,
-            settings,
-            read,
-            kinds,
-            patterns,
-            workers,
-            force,
-            dry_run,
-            fail_fast,
-            progress,
-            log,
-        )
+        _generate(report, masks_path, out_path, settings, read, kinds, options_)
     finally:
         report.elapsed = time.perf_counter() - start
     return report
+
+
+@dataclasses.dataclass(frozen=True)
+class _RunOptions:
+    patterns: tuple[str, ...]
+    workers: int
+    force: bool
+    dry_run: bool
+    fail_fast: bool
+    progress: bool | None
+    log: LogFunction
+    device: str | None  # a torch device, or None for the CPU kernels
+    batch_size: int
 
 
 def _generate(
@@ -763,42 +847,32 @@ def _generate(
     settings: MapSettings,
     read: _ReadOptions,
     kinds: tuple[str, ...],
-    patterns: tuple[str, ...],
-    workers: int,
-    force: bool,
-    dry_run: bool,
-    fail_fast: bool,
-    progress: bool | None,
-    log: LogFunction,
+    options: _RunOptions,
 ) -> None:
-    if dry_run:
-        manifest = _open_manifest(out_path, force) if out_path.is_dir() else Manifest()
-        run = _Run(masks_path, out_path, settings, read, kinds, manifest)
-        _execute(run, report, patterns, workers, force, True, fail_fast, progress, log)
-    else:
-        _make_out_dir(out_path)
-        try:
-            with output_lock(out_path):
-                manifest = _open_manifest(out_path, force)
-                run = _Run(masks_path, out_path, settings, read, kinds, manifest)
-                _execute(run, report, patterns, workers, force, False, fail_fast, progress, log)
-        except OutputLocked as exc:
-            raise PipelineError(str(exc)) from exc
-        except OSError as exc:
-            raise PipelineError(f"cannot write to {out_path}: {exc.strerror or exc}") from exc
+    if options.dry_run:
+        exists = out_path.is_dir()
+        manifest = _open_manifest(out_path, options.force) if exists else Manifest()
+        _execute(_Run(masks_path, out_path, settings, read, kinds, manifest), report, options)
+        return
+    _make_out_dir(out_path)
+    try:
+        with output_lock(out_path):
+            manifest = _open_manifest(out_path, options.force)
+            _execute(_Run(masks_path, out_path, settings, read, kinds, manifest), report, options)
+    except OutputLocked as exc:
+        raise PipelineError(str(exc)) from exc
+    except OSError as exc:
+        raise PipelineError(f"cannot write to {out_path}: {exc.strerror or exc}") from exc
 
 
-def _execute(
-    run: _Run,
-    report: GenerateReport,
-    patterns: tuple[str, ...],
-    workers: int,
-    force: bool,
-    dry_run: bool,
-    fail_fast: bool,
-    progress: bool | None,
-    log: LogFunction,
-) -> None:
+def _execute(run: _Run, report: GenerateReport, options: _RunOptions) -> None:
+    patterns, workers, force = options.patterns, options.workers, options.force
+    dry_run, fail_fast, progress, log = (
+        options.dry_run,
+        options.fail_fast,
+        options.progress,
+        options.log,
+    )
     manifest_path = run.out_dir / MANIFEST_NAME
     saver = _ManifestSaver(run.manifest, manifest_path, enabled=not dry_run)
     run.manifest.settings = _settings_record(run)
@@ -832,7 +906,10 @@ def _execute(
             by_rel = {p.mask.rel: p for p in todo}
             bar = _progress_bar(len(jobs), progress, "maps")
             try:
-                results = pool.run(_compute_job, jobs)
+                if options.device is None:
+                    results = pool.run(_compute_job, jobs)
+                else:
+                    results = _device_results(pool, jobs, options, report)
                 for job, result in results:
                     bar.update(1)
                     plan = by_rel[job.rel]
@@ -858,6 +935,99 @@ def _execute(
         raise GenerateInterrupted(report) from None
     finally:
         saver.save()
+
+
+def _device_results(
+    pool: _Workers, jobs: Sequence[_Job], options: _RunOptions, report: GenerateReport
+) -> Iterator[tuple[_Job, dict[str, Any]]]:
+    """The device path: CPU workers read and prepare, the device computes in batches,
+    threads write; yields (job, result) like ``pool.run(_compute_job, jobs)``.
+
+    Reading, computing and writing overlap: worker processes keep a bounded
+    window of masks prepared ahead, masks of one shape are stacked into
+    batches of ``batch_size``, and writer threads compress and write while
+    the next batch computes.
+    """
+    groups: dict[tuple, list[tuple[_Job, PreparedMask, _Source]]] = {}
+    writes: dict[Future, _Job] = {}
+    writers = ThreadPoolExecutor(max(1, pool.workers))
+
+    def flush(key: tuple) -> None:
+        items = groups.pop(key)
+        first, _, source = items[0]
+        results = _compute_batch(items, first, source, options, report)
+        for (job, _, src), result in zip(items, results, strict=True):
+            writes[writers.submit(_write_outputs, job, src, result)] = job
+
+    def finished(block: bool) -> Iterator[tuple[_Job, dict[str, Any]]]:
+        if not writes:
+            return
+        done, _ = wait(writes, timeout=None if block else 0, return_when=FIRST_COMPLETED)
+        for future in done:
+            yield writes.pop(future), future.result()
+
+    try:
+        for job, loaded in pool.run(_prepare_job, jobs):
+            if "error" in loaded:
+                yield job, loaded
+                continue
+            prepared, source = loaded["prepared"], loaded["source"]
+            key = (source.shape, source.spacing, job.kinds, prepared.mask_type == "semantic")
+            groups.setdefault(key, []).append((job, prepared, source))
+            if len(groups[key]) >= options.batch_size:
+                flush(key)
+            yield from finished(block=False)
+            while len(writes) > 2 * options.batch_size:
+                yield from finished(block=True)
+        for key in list(groups):
+            flush(key)
+        while writes:
+            yield from finished(block=True)
+    finally:
+        for future in writes:
+            future.cancel()
+        writers.shutdown(wait=True)
+
+
+def _compute_batch(
+    items: list[tuple[_Job, PreparedMask, _Source]],
+    job: _Job,
+    source: _Source,
+    options: _RunOptions,
+    report: GenerateReport,
+) -> list[MaskMaps]:
+    kinds = _map_kinds(job)
+    prepared = [p for _, p, _ in items]
+    start = time.perf_counter()
+    try:
+        return compute_maps_batch(
+            prepared,
+            job.settings,
+            kinds=kinds,
+            spacing=source.spacing,
+            dataset_counts=_dataset_counts(job),
+            device=options.device,
+        )
+    except RuntimeError as exc:
+        if "out of memory" not in str(exc).lower():
+            raise
+        options.log(
+            logging.WARNING,
+            f"{options.device} ran out of memory on {len(items)} masks of shape "
+            f"{source.shape}; computing them on the CPU",
+        )
+        return [
+            compute_prepared(
+                p,
+                job.settings,
+                kinds=kinds,
+                spacing=source.spacing,
+                dataset_counts=_dataset_counts(job),
+            )
+            for p in prepared
+        ]
+    finally:
+        report.device_seconds += time.perf_counter() - start
 
 
 def _kinds(result: dict[str, Any]) -> str:
