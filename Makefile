@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint demo bench sample-data clean
+.PHONY: install test lint demo bench bench-gpu sample-data clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,10 @@ demo: install
 bench: install
 	$(PY) benchmarks/bench_kernels.py
 	$(PY) benchmarks/bench_generate.py
+
+# GPU against the CPU path of the same machine (CPU-side figures only without CUDA).
+bench-gpu: install
+	$(PY) benchmarks/bench_gpu.py
 
 sample-data: install
 	$(PY) scripts/make_sample_data.py sample_data
