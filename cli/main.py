@@ -254,6 +254,11 @@ def main() -> None:
     show_default=True,
     help="Masks of one shape computed together on a GPU.",
 )
+@click.option(
+    "--scheduler",
+    help="Run on a Dask cluster: local:N (N local worker processes) or tcp://host:8786 "
+    "(needs weightmaps[dask]; OUT must be shared by all workers).",
+)
 @click.option("--force", is_flag=True, help="Recompute everything, current or not.")
 @click.option("--dry-run", is_flag=True, help="Only list what would be computed.")
 @click.option("--fail-fast", is_flag=True, help="Stop at the first failed mask.")

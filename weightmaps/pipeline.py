@@ -728,6 +728,7 @@ def generate(
     workers: int | None = None,
     device: str = "auto",
     batch_size: int = 8,
+    scheduler: Any = None,
     force: bool = False,
     dry_run: bool = False,
     fail_fast: bool = False,
@@ -762,6 +763,10 @@ def generate(
         the GPU when torch sees one, else the CPU kernels.
     batch_size : int
         Masks of one shape computed together on a torch device.
+    scheduler : str or distributed.Client, optional
+        Run on a Dask cluster (see :mod:`weightmaps.cluster`): ``"local:N"``
+        starts N local worker processes, ``"tcp://host:8786"`` connects to a
+        running scheduler. OUT must be reachable from every worker.
     force : bool
         Recompute everything (and start a new manifest if the old one is
         unreadable).
@@ -816,8 +821,23 @@ def generate(
     if not masks_path.is_dir():
         raise ValueError(f"masks folder {masks_dir} does not exist or is not a folder")
     report = GenerateReport(str(masks_dir), str(out_dir), dry_run=dry_run)
+    if scheduler is not None:
+        from weightmaps.cluster import check_scheduler
+
+        check_scheduler(scheduler)
+        if torch_device is not None:
+            raise ValueError("--scheduler runs on the cluster's CPUs; use it with --device cpu")
     options_ = _RunOptions(
-        patterns, workers, force, dry_run, fail_fast, progress, log, torch_device, batch_size
+        patterns,
+        workers,
+        force,
+        dry_run,
+        fail_fast,
+        progress,
+        log,
+        torch_device,
+        batch_size,
+        scheduler,
     )
     start = time.perf_counter()
     try:
@@ -838,6 +858,7 @@ class _RunOptions:
     log: LogFunction
     device: str | None  # a torch device, or None for the CPU kernels
     batch_size: int
+    scheduler: Any = None  # a Dask scheduler address or Client, or None
 
 
 def _generate(
@@ -885,7 +906,7 @@ def _execute(run: _Run, report: GenerateReport, options: _RunOptions) -> None:
         return
     workers = max(1, min(workers, len(plans) or 1))
     try:
-        with _Workers(workers) as pool:
+        with _engine(options, workers) as pool:
             dataset_counts = None
             if run.settings.balance_scope == "dataset" and "balance" in run.kinds:
                 dataset_counts = _dataset_pass(run, report, plans, pool, dry_run, fail_fast, log)
@@ -935,6 +956,31 @@ def _execute(run: _Run, report: GenerateReport, options: _RunOptions) -> None:
         raise GenerateInterrupted(report) from None
     finally:
         saver.save()
+
+
+def _engine(options: _RunOptions, workers: int) -> Any:
+    """Local worker processes, or a Dask cluster with ``scheduler``."""
+    if options.scheduler is None:
+        return _Workers(workers)
+    from weightmaps.cluster import DaskWorkers
+
+    return _ClusterErrors(DaskWorkers(options.scheduler))
+
+
+class _ClusterErrors:
+    """A scheduler that cannot be reached is a run error, not an OUT problem."""
+
+    def __init__(self, engine: Any) -> None:
+        self.engine = engine
+
+    def __enter__(self) -> Any:
+        try:
+            return self.engine.__enter__()
+        except OSError as exc:
+            raise PipelineError(str(exc)) from exc
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.engine.__exit__(*exc_info)
 
 
 def _device_results(

@@ -1,0 +1,122 @@
+"""Run ``generate``'s per-mask jobs on a Dask cluster (``--scheduler``).
+
+Each job reads one mask, computes, writes its maps atomically into OUT (a
+filesystem every worker reaches) and returns its manifest record; only the
+client writes the manifest and holds the lock, as results arrive. Dask
+reruns the jobs of a worker that is lost; a bad mask is not an exception (the
+job returns its reason), so it is reported once and never retried.
+
+Needs the ``[dask]`` extra (``pip install weightmaps[dask]``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+__all__ = ["DaskWorkers", "check_scheduler"]
+
+
+def check_scheduler(scheduler: object) -> None:
+    """Refuse a scheduler address this module cannot use (ValueError).
+
+    Accepted: ``"local:N"`` (a LocalCluster of N worker processes), an
+    address with a protocol (``"tcp://host:8786"``), or a
+    ``distributed.Client``.
+    """
+    if not isinstance(scheduler, str):
+        if type(scheduler).__name__ != "Client":
+            raise ValueError(f"scheduler must be an address or a distributed.Client: {scheduler!r}")
+        return
+    if scheduler.startswith("local:"):
+        count = scheduler[len("local:") :]
+        if not count.isdigit() or int(count) < 1:
+            raise ValueError(f"scheduler {scheduler!r}: local:N needs N >= 1 workers")
+    elif "://" not in scheduler:
+        raise ValueError(f"scheduler {scheduler!r}: use local:N or an address like tcp://host:8786")
+    try:
+        import distributed  # noqa: F401
+    except ImportError as exc:
+        raise ValueError(
+            "--scheduler needs the dask extra: pip install 'weightmaps[dask]'"
+        ) from exc
+
+
+class DaskWorkers:
+    """The job runner of ``generate`` on a Dask cluster (same interface as the local one)."""
+
+    def __init__(self, scheduler: Any) -> None:
+        check_scheduler(scheduler)
+        self.scheduler = scheduler
+        self.client: Any = None
+        self._cluster: Any = None
+        self._own_client = False
+        self.workers = 1
+
+    def __enter__(self) -> DaskWorkers:
+        from distributed import Client, LocalCluster
+
+        if isinstance(self.scheduler, str) and self.scheduler.startswith("local:"):
+            self._cluster = LocalCluster(
+                n_workers=int(self.scheduler[len("local:") :]),
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=":0",  # any free port: never collide with a running one
+                silence_logs=logging.ERROR,
+            )
+            self.client = Client(self._cluster)
+            self._own_client = True
+        elif isinstance(self.scheduler, str):
+            try:
+                self.client = Client(self.scheduler, timeout="30s")
+            except OSError as exc:
+                raise ConnectionError(f"cannot reach scheduler {self.scheduler}: {exc}") from exc
+            self._own_client = True
+        else:
+            self.client = self.scheduler
+        threads = self.client.nthreads()
+        self.workers = max(1, sum(threads.values()))
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._own_client and self.client is not None:
+            self.client.close()
+        if self._cluster is not None:
+            self._cluster.close()
+
+    def run(
+        self, function: Callable[[Any], dict[str, Any]], jobs: Sequence[Any]
+    ) -> Iterator[tuple[Any, dict[str, Any]]]:
+        """Yield (job, result) as jobs finish. Closing the iterator cancels the rest."""
+        from distributed import as_completed
+
+        todo = iter(jobs)
+        pending: dict[Any, Any] = {}
+        finished = as_completed()
+
+        def submit(job: Any) -> None:
+            future = self.client.submit(function, job, pure=False)
+            pending[future] = job
+            finished.add(future)
+
+        try:
+            # A bounded window keeps the scheduler's task list short for any
+            # number of masks, while every worker always has work queued.
+            for job in todo:
+                submit(job)
+                if len(pending) >= 4 * self.workers:
+                    break
+            for future in finished:
+                job = pending.pop(future)
+                try:
+                    result = future.result()
+                except Exception as exc:  # a job that kept killing its workers
+                    result = {"error": f"failed on the cluster: {type(exc).__name__}: {exc}"}
+                yield job, result
+                next_job = next(todo, None)
+                if next_job is not None:
+                    submit(next_job)
+        finally:
+            if pending:
+                self.client.cancel(list(pending))
