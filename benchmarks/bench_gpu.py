@@ -101,7 +101,13 @@ def run(quick: bool) -> list[dict]:
                 timed(masks, root / "warm", KIND_SETS["all three"], "cuda")
             io = io_only(masks, root / "io", KIND_SETS["all three"])
             rows.append(
-                row(f"{name}: I/O only (3 maps)", f"{count / io:.1f} masks/s", "-", None, "1 process")
+                row(
+                    f"{name}: I/O only (3 maps)",
+                    f"{count / io:.1f} masks/s",
+                    "-",
+                    None,
+                    "1 process",
+                )
             )
             for kinds_name, kinds in KIND_SETS.items():
                 cpu, _ = timed(masks, root / "out", kinds, "cpu")
