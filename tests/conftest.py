@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scipy import ndimage as ndi
 
 REALDATA = Path(__file__).resolve().parents[2] / "shared" / "realdata"
 SAMPLE_MASKS = Path(__file__).resolve().parents[1] / "sample_data" / "masks"
@@ -57,3 +58,18 @@ def random_instances(
         inside = sum((g - c) ** 2 for g, c in zip(grids, centre, strict=True)) <= r * r
         labels[inside] = label
     return labels
+
+
+def reference_two_nearest(labels: np.ndarray, spacing=None) -> tuple[np.ndarray, np.ndarray]:
+    """One full distance transform per instance, keeping the two smallest.
+
+    The widely copied formula stacks all transforms and sorts them; a running
+    minimum of two gives the same numbers without the (instances x pixels) stack.
+    """
+    d1 = np.full(labels.shape, np.inf)
+    d2 = np.full(labels.shape, np.inf)
+    for label in np.unique(labels[labels > 0]):
+        d = ndi.distance_transform_edt(labels != label, sampling=spacing)
+        d2 = np.where(d < d1, d1, np.minimum(d2, d))
+        d1 = np.minimum(d1, d)
+    return d1, d2

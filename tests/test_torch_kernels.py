@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import random_instances
+from conftest import random_instances, reference_two_nearest
 from scipy import ndimage as ndi
 
 from weightmaps import (
@@ -172,17 +172,6 @@ def test_unet_all_ignored_and_all_background(device):
 
 def test_unet_w0_zero(device):
     check_unet(random_instances((30, 30), 6, seed=2), device, w0=0.0, class_weights="balanced")
-
-
-def reference_two_nearest(labels: np.ndarray, spacing) -> tuple[np.ndarray, np.ndarray]:
-    """One full distance transform per instance, keeping the two smallest."""
-    d1 = np.full(labels.shape, np.inf)
-    d2 = np.full(labels.shape, np.inf)
-    for label in np.unique(labels[labels > 0]):
-        d = ndi.distance_transform_edt(labels != label, sampling=spacing)
-        d2 = np.where(d < d1, d1, np.minimum(d2, d))
-        d1 = np.minimum(d1, d)
-    return d1, d2
 
 
 @pytest.mark.parametrize(

@@ -4,26 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import random_instances
+from conftest import random_instances, reference_two_nearest
 from scipy import ndimage as ndi
 
 from weightmaps import read_mask, unet_weight_map
 from weightmaps.nearest import nearest_two_instances
-
-
-def reference_two_nearest(labels, spacing=None):
-    """One full distance transform per instance, keeping the two smallest.
-
-    The widely copied formula stacks all transforms and sorts them; a running
-    minimum of two gives the same numbers without the (instances x pixels) stack.
-    """
-    d1 = np.full(labels.shape, np.inf)
-    d2 = np.full(labels.shape, np.inf)
-    for label in np.unique(labels[labels > 0]):
-        d = ndi.distance_transform_edt(labels != label, sampling=spacing)
-        d2 = np.where(d < d1, d1, np.minimum(d2, d))
-        d1 = np.minimum(d1, d)
-    return d1, d2
 
 
 def reference_unet(labels, w0=10.0, sigma=5.0, spacing=None, wc=None):

@@ -62,7 +62,7 @@ import torch
 from weightmaps.balance import BALANCE_MODES, ClassCounts, class_weights
 from weightmaps.edge import _check_kernel_size
 from weightmaps.nearest import _as_label_array, _axis_order, _normalized_spacing
-from weightmaps.unet import border_cutoff
+from weightmaps.unet import border_cutoff, explicit_class_weights
 
 __all__ = [
     "BYTES_PER_PIXEL",
@@ -517,13 +517,7 @@ def _per_class_values(
             bg.append(w[0])
             fg.append(w[1])
         return bg, fg
-    weights = {int(k): float(v) for k, v in class_weights_.items()}
-    unknown = set(weights) - {0, 1}
-    if unknown:
-        raise ValueError(
-            f"class_weights keys are 0 (background) and 1 (foreground), got {sorted(unknown)}"
-        )
-    weights = {0: 1.0, 1: 1.0, **weights}
+    weights = explicit_class_weights(class_weights_)
     return [weights[0]] * batch, [weights[1]] * batch
 
 

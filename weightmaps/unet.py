@@ -53,15 +53,21 @@ def _base_weights(
         counted = binary if ignore_mask is None else binary[~ignore_mask]
         weights = class_weights(class_counts(counted), "inverse")
     else:
-        weights = {int(k): float(v) for k, v in class_weights_.items()}
-        unknown = set(weights) - {0, 1}
-        if unknown:
-            raise ValueError(
-                f"class_weights keys are 0 (background) and 1 (foreground), got {sorted(unknown)}"
-            )
+        weights = explicit_class_weights(class_weights_)
     # A class absent from this mask needs no weight; fill so painting succeeds.
     weights = {0: 1.0, 1: 1.0, **weights}
     return paint_class_weights(binary, weights)
+
+
+def explicit_class_weights(class_weights: Mapping[int, float]) -> dict[int, float]:
+    """``{0: background, 1: foreground}`` weights, both present (1 where not given)."""
+    weights = {int(k): float(v) for k, v in class_weights.items()}
+    unknown = set(weights) - {0, 1}
+    if unknown:
+        raise ValueError(
+            f"class_weights keys are 0 (background) and 1 (foreground), got {sorted(unknown)}"
+        )
+    return {0: 1.0, 1: 1.0, **weights}
 
 
 def unet_weight_map(
