@@ -22,6 +22,7 @@ from weightmaps.balance import BALANCE_MODES
 from weightmaps.io import DEFAULT_MAX_PIXELS, RGB_RULES
 from weightmaps.maps import BALANCE_SCOPES, KINDS
 from weightmaps.masktype import MASK_TYPES
+from weightmaps.volumes import DEFAULT_CHUNKED_ABOVE
 
 EXIT_RUN_ERROR = 3
 EXIT_INTERRUPTED = 130
@@ -259,6 +260,20 @@ def main() -> None:
     help="Run on a Dask cluster: local:N (N local worker processes) or tcp://host:8786 "
     "(needs weightmaps[dask]; OUT must be shared by all workers).",
 )
+@click.option(
+    "--chunked-above",
+    type=click.IntRange(min=0),
+    default=DEFAULT_CHUNKED_ABOVE,
+    show_default=True,
+    help="TIFF masks with more pixels than this (and every *.zarr mask) are computed "
+    "chunk by chunk, their maps written as OUT/<name>.<kind>.zarr.",
+)
+@click.option(
+    "--chunks",
+    type=click.IntRange(min=1),
+    help="Edge length of the processing chunks of such volumes "
+    "[default: a zarr's own chunks, 256 for a TIFF].",
+)
 @click.option("--force", is_flag=True, help="Recompute everything, current or not.")
 @click.option("--dry-run", is_flag=True, help="Only list what would be computed.")
 @click.option("--fail-fast", is_flag=True, help="Stop at the first failed mask.")
@@ -272,6 +287,9 @@ def generate(masks: Path, out: Path, quiet: bool, verbose: int, **params: Any) -
     (float32, zlib) and with --separate-touching OUT/a/b.target.tif, plus the
     manifest OUT/weightmaps.json. OUT may be MASKS. A rerun only redoes masks
     that changed, maps whose parameters changed, and missing maps.
+
+    A folder MASKS/v.zarr (zarr array or OME-Zarr image), or a TIFF above
+    --chunked-above pixels, is computed chunk by chunk: OUT/v.unet.zarr ...
     """
     from weightmaps.pipeline import GenerateInterrupted
     from weightmaps.pipeline import generate as run_generate

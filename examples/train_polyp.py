@@ -125,17 +125,29 @@ def parse_size(text: str) -> tuple[int, int]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=100, help="training steps [100]")
-    parser.add_argument("--out", type=Path, default=Path("out/examples/polyp"),
-                        help="folder of the precomputed maps [out/examples/polyp]")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("out/examples/polyp"),
+        help="folder of the precomputed maps [out/examples/polyp]",
+    )
     parser.add_argument("--masks", type=Path, default=SAMPLE_DATA / "masks" / "binary")
     parser.add_argument("--images", type=Path, default=SAMPLE_DATA / "images" / "binary")
-    parser.add_argument("--size", type=parse_size, default=(144, 176),
-                        help="training size H,W: the edge maps are made at it [144,176]")
+    parser.add_argument(
+        "--size",
+        type=parse_size,
+        default=(144, 176),
+        help="training size H,W: the edge maps are made at it [144,176]",
+    )
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch CPU threads [1]: convolutions this small gain little from "
-                        "more, and slow down badly when other processes share the cores")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch CPU threads [1]: convolutions this small gain little from "
+        "more, and slow down badly when other processes share the cores",
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -150,8 +162,12 @@ def main(argv: list[str] | None = None) -> None:
 
     # 2. Image and mask come resized to the maps' shape; flips keep the map exact.
     dataset = WeightMapDataset(
-        args.masks, args.out, images_dir=args.images, kinds=("edge",),
-        transform=Compose([RandomFlip()]), settings=settings,
+        args.masks,
+        args.out,
+        images_dir=args.images,
+        kinds=("edge",),
+        transform=Compose([RandomFlip()]),
+        settings=settings,
     )
     loader = DataLoader(dataset, batch_size=len(dataset), shuffle=True)
 

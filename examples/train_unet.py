@@ -110,17 +110,25 @@ def foreground_dice(model: nn.Module, dataset: WeightMapDataset) -> float:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=100, help="training steps [100]")
-    parser.add_argument("--out", type=Path, default=Path("out/examples/nuclei"),
-                        help="folder of the precomputed maps [out/examples/nuclei]")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("out/examples/nuclei"),
+        help="folder of the precomputed maps [out/examples/nuclei]",
+    )
     parser.add_argument("--masks", type=Path, default=SAMPLE_DATA / "masks" / "nuclei")
     parser.add_argument("--images", type=Path, default=SAMPLE_DATA / "images" / "nuclei")
     parser.add_argument("--crop", type=int, default=128, help="training crop size [128]")
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch CPU threads [1]: convolutions this small gain little from "
-                        "more, and slow down badly when other processes share the cores")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch CPU threads [1]: convolutions this small gain little from "
+        "more, and slow down badly when other processes share the cores",
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)  # the weights, the shuffling and every augmentation
@@ -135,8 +143,12 @@ def main(argv: list[str] | None = None) -> None:
     # 2. Image + carved target + map; refuses maps made with other settings.
     augment = Compose([RandomCrop(args.crop), RandomFlip(), RandomRot90()])
     dataset = WeightMapDataset(
-        args.masks, args.out, images_dir=args.images, kinds=("unet",),
-        transform=augment, settings=MAP_SETTINGS,
+        args.masks,
+        args.out,
+        images_dir=args.images,
+        kinds=("unet",),
+        transform=augment,
+        settings=MAP_SETTINGS,
     )
     batch_size = min(args.batch_size, len(dataset))
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, drop_last=True)

@@ -145,8 +145,9 @@ def test_rgb_image_gives_three_channels(tmp_path):
     ds = WeightMapDataset(d.masks, d.out, images_dir=d.images, kinds=("edge",))
     image = ds[0]["image"]
     assert image.shape == (3, 288, 352) and image.dtype == torch.float32
-    np.testing.assert_array_equal(image, np.moveaxis(np.asarray(Image.open(
-        d.images / "polyp_00.jpeg")), -1, 0))
+    np.testing.assert_array_equal(
+        image, np.moveaxis(np.asarray(Image.open(d.images / "polyp_00.jpeg")), -1, 0)
+    )
     with pytest.raises(ValueError, match="polyp_01.png: image shape"):
         ds[1]
 

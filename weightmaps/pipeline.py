@@ -11,6 +11,10 @@ Output layout: for ``MASKS/a/b.png``, ``OUT/a/b.unet.tif``,
 ``OUT/a/b.edge.tif``, ``OUT/a/b.balance.tif`` (float32, zlib) and, with
 ``separate_touching``, ``OUT/a/b.target.tif`` (the carved mask, the mask's
 dtype).
+
+A volume (a ``*.zarr`` folder: zarr array or OME-Zarr image, or a TIFF above
+``chunked_above`` pixels) is computed chunk by chunk by :mod:`weightmaps.volumes`
+and its maps written as zarr arrays, ``OUT/a/v.unet.zarr`` ...
 """
 
 from __future__ import annotations
@@ -67,6 +71,13 @@ from weightmaps.maps import (
 )
 from weightmaps.masktype import MaskTypeError
 from weightmaps.stats import MaskStats, mask_stats
+from weightmaps.volumes import (
+    DEFAULT_CHUNKED_ABOVE,
+    fingerprint,
+    is_big_tiff,
+    tree_size,
+    zarr_kind,
+)
 from weightmaps.writing import write_tiff_atomic
 
 __all__ = [
@@ -140,7 +151,7 @@ def output_name(rel: str, kind: str) -> str:
 
 
 def _is_own_output(name: str) -> bool:
-    return any(name.endswith(f".{kind}.tif") for kind in OUTPUT_KINDS)
+    return any(name.endswith((f".{kind}.tif", f".{kind}.zarr")) for kind in OUTPUT_KINDS)
 
 
 @dataclasses.dataclass
@@ -162,9 +173,11 @@ def find_masks(
 
     Hidden files and folders are skipped, symlinked folders are not entered,
     and a symlinked file is refused when it leads outside ``masks_dir``.
-    Files inside ``out_dir``, or inside any folder holding a manifest
-    (the OUT of an earlier run), named like this tool's outputs
-    (``*.unet.tif`` ...) are never taken for masks, so OUT may be MASKS.
+    A folder named ``*.zarr`` is one mask (a zarr array, or an OME-Zarr
+    image) and is not entered. Files and folders inside ``out_dir``, or
+    inside any folder holding a manifest (the OUT of an earlier run), named
+    like this tool's outputs (``*.unet.tif``, ``*.unet.zarr`` ...) are never
+    taken for masks, so OUT may be MASKS.
 
     Parameters
     ----------
@@ -182,6 +195,21 @@ def find_masks(
         if MANIFEST_NAME in files:
             out_roots.append(folder_path)  # the OUT of an earlier run
         in_out = any(folder_path.is_relative_to(r) for r in out_roots)
+        volumes = [d for d in subdirs if d.lower().endswith(".zarr")]
+        subdirs[:] = [d for d in subdirs if d not in volumes]  # a volume is not entered
+        for name in volumes:
+            if in_out and _is_own_output(name):
+                continue
+            path = folder_path / name
+            rel = path.relative_to(root).as_posix()
+            if patterns and not _matches(rel, name, patterns):
+                continue
+            error = None
+            if path.is_symlink():
+                error = "symbolic link to a folder; refused"
+            elif zarr_kind(path) not in ("array", "ome"):
+                error = "not a zarr array or OME-Zarr image"
+            found.append(MaskFile(path, rel, error))
         for name in files:
             if name.startswith(".") or Path(name).suffix.lower() not in MASK_SUFFIXES:
                 continue
@@ -221,6 +249,8 @@ class _Job:
     settings: MapSettings
     read: _ReadOptions
     dataset_counts: dict[str, Any] | None = None
+    chunked: bool = False  # a volume computed chunk by chunk (weightmaps.volumes)
+    chunks: int | None = None  # processing chunk edge; None: the zarr's own (TIFF: 256)
 
 
 def _resolve_spacing(
@@ -244,6 +274,10 @@ def _map_stats(array: np.ndarray) -> dict[str, float]:
 
 def _count_job(job: _Job) -> dict[str, Any]:
     """Worker: the mask type and class counts (first pass of dataset-scope balance)."""
+    if job.chunked:
+        from weightmaps.volumes import count_volume_job
+
+        return count_volume_job(job)
     try:
         mask = read_mask(job.path, **dataclasses.asdict(job.read))
         mask_type, counts = mask_class_counts(mask, job.settings)
@@ -282,6 +316,10 @@ def _map_kinds(job: _Job) -> list[str]:
 
 def _compute_job(job: _Job) -> dict[str, Any]:
     """Worker: read one mask, compute its maps, write them; return its record."""
+    if job.chunked:
+        from weightmaps.volumes import compute_volume_job
+
+        return compute_volume_job(job)
     try:
         mask, source = _load(job)
         result = compute_maps(
@@ -299,7 +337,13 @@ def _compute_job(job: _Job) -> dict[str, Any]:
 
 
 def _prepare_job(job: _Job) -> dict[str, Any]:
-    """Worker of the device path: read one mask and do the CPU part of its maps."""
+    """Worker of the device path: read one mask and do the CPU part of its maps.
+
+    A volume (``job.chunked``) is computed and written here, on the CPU: its record
+    comes back instead.
+    """
+    if job.chunked:
+        return _compute_job(job)
     try:
         mask, source = _load(job)
         prepared = prepare_mask(mask, job.settings, kinds=_map_kinds(job))
@@ -540,8 +584,9 @@ def default_workers() -> int:
 class _Plan:
     mask: MaskFile
     size: int = 0
-    sha256: str = ""
+    sha256: str = ""  # or a volume's fingerprint ("stat:...")
     todo: dict[str, str] = dataclasses.field(default_factory=dict)
+    chunked: bool = False
 
 
 class _Run:
@@ -555,8 +600,13 @@ class _Run:
         read: _ReadOptions,
         kinds: tuple[str, ...],
         manifest: Manifest,
+        *,
+        chunked_above: int = DEFAULT_CHUNKED_ABOVE,
+        chunks: int | None = None,
     ) -> None:
         self.masks_dir = masks_dir
+        self.chunked_above = chunked_above
+        self.chunks = chunks
         self.out_dir = out_dir
         self.settings = settings
         self.read = read
@@ -592,9 +642,13 @@ class _Run:
 
     def plan(self, mask: MaskFile, force: bool) -> _Plan:
         plan = _Plan(mask)
-        stat = mask.path.stat()
-        plan.size = stat.st_size
-        plan.sha256 = file_sha256(mask.path)
+        if mask.path.is_dir() or is_big_tiff(mask.path, self.chunked_above):
+            # Too costly to hash: a fingerprint of sizes and modification times.
+            plan.chunked = True
+            plan.size, plan.sha256 = fingerprint(mask.path)
+        else:
+            plan.size = mask.path.stat().st_size
+            plan.sha256 = file_sha256(mask.path)
         record = self.manifest.masks.get(mask.rel)
         for kind in self.output_kinds:
             reason = self._stale_reason(kind, record, plan, force)
@@ -623,7 +677,7 @@ class _Run:
             return "parameters changed"
         try:
             path = self.manifest.output_path(self.out_dir, output["path"])
-            size = path.stat().st_size
+            size = tree_size(path)
         except (OSError, ManifestError):
             return "output missing"
         if size != output.get("bytes"):
@@ -656,6 +710,8 @@ class _Run:
             settings=self.settings,
             read=self.read,
             dataset_counts=dataset_counts,
+            chunked=plan.chunked,
+            chunks=self.chunks,
         )
 
     def record(self, plan: _Plan, result: dict[str, Any]) -> None:
@@ -729,6 +785,8 @@ def generate(
     device: str = "auto",
     batch_size: int = 8,
     scheduler: Any = None,
+    chunked_above: int = DEFAULT_CHUNKED_ABOVE,
+    chunks: int | None = None,
     force: bool = False,
     dry_run: bool = False,
     fail_fast: bool = False,
@@ -767,6 +825,14 @@ def generate(
         Run on a Dask cluster (see :mod:`weightmaps.cluster`): ``"local:N"``
         starts N local worker processes, ``"tcp://host:8786"`` connects to a
         running scheduler. OUT must be reachable from every worker.
+    chunked_above : int
+        TIFF masks with more pixels than this, and every zarr mask (a
+        ``*.zarr`` folder: a zarr array or OME-Zarr image), are computed
+        chunk by chunk and their maps written as zarr arrays
+        ``OUT/<stem>.<kind>.zarr`` (see :mod:`weightmaps.volumes`).
+    chunks : int, optional
+        Edge length of the processing (and output) chunks of such volumes;
+        default a zarr's own chunks, 256 for a TIFF.
     force : bool
         Recompute everything (and start a new manifest if the old one is
         unreadable).
@@ -816,6 +882,10 @@ def generate(
     torch_device = resolve_device(device)
     if batch_size < 1:
         raise ValueError(f"batch size must be >= 1, got {batch_size}")
+    if chunked_above < 0:
+        raise ValueError(f"chunked-above must be >= 0, got {chunked_above}")
+    if chunks is not None and chunks < 1:
+        raise ValueError(f"chunks must be >= 1, got {chunks}")
     masks_path = Path(masks_dir)
     out_path = Path(out_dir)
     if not masks_path.is_dir():
@@ -838,6 +908,8 @@ def generate(
         torch_device,
         batch_size,
         scheduler,
+        chunked_above,
+        chunks,
     )
     start = time.perf_counter()
     try:
@@ -859,6 +931,8 @@ class _RunOptions:
     device: str | None  # a torch device, or None for the CPU kernels
     batch_size: int
     scheduler: Any = None  # a Dask scheduler address or Client, or None
+    chunked_above: int = DEFAULT_CHUNKED_ABOVE
+    chunks: int | None = None
 
 
 def _generate(
@@ -873,17 +947,40 @@ def _generate(
     if options.dry_run:
         exists = out_path.is_dir()
         manifest = _open_manifest(out_path, options.force) if exists else Manifest()
-        _execute(_Run(masks_path, out_path, settings, read, kinds, manifest), report, options)
+        run = _new_run(masks_path, out_path, settings, read, kinds, manifest, options)
+        _execute(run, report, options)
         return
     _make_out_dir(out_path)
     try:
         with output_lock(out_path):
             manifest = _open_manifest(out_path, options.force)
-            _execute(_Run(masks_path, out_path, settings, read, kinds, manifest), report, options)
+            run = _new_run(masks_path, out_path, settings, read, kinds, manifest, options)
+            _execute(run, report, options)
     except OutputLocked as exc:
         raise PipelineError(str(exc)) from exc
     except OSError as exc:
         raise PipelineError(f"cannot write to {out_path}: {exc.strerror or exc}") from exc
+
+
+def _new_run(
+    masks_path: Path,
+    out_path: Path,
+    settings: MapSettings,
+    read: _ReadOptions,
+    kinds: tuple[str, ...],
+    manifest: Manifest,
+    options: _RunOptions,
+) -> _Run:
+    return _Run(
+        masks_path,
+        out_path,
+        settings,
+        read,
+        kinds,
+        manifest,
+        chunked_above=options.chunked_above,
+        chunks=options.chunks,
+    )
 
 
 def _execute(run: _Run, report: GenerateReport, options: _RunOptions) -> None:
@@ -1014,7 +1111,7 @@ def _device_results(
 
     try:
         for job, loaded in pool.run(_prepare_job, jobs):
-            if "error" in loaded:
+            if "prepared" not in loaded:  # an error, or a volume's record
                 yield job, loaded
                 continue
             prepared, source = loaded["prepared"], loaded["source"]
@@ -1112,7 +1209,10 @@ def _plan_all(
         except OSError as exc:
             _fail(report, run, mask.rel, f"cannot read: {exc.strerror or exc}", log)
     if not found:
-        log(logging.WARNING, f"no masks ({', '.join(MASK_SUFFIXES)}) found under {run.masks_dir}")
+        log(
+            logging.WARNING,
+            f"no masks ({', '.join(MASK_SUFFIXES)}, .zarr) found under {run.masks_dir}",
+        )
     return plans
 
 
@@ -1183,6 +1283,7 @@ def _settings_record(run: _Run) -> dict[str, Any]:
         **{k: _jsonable(v) for k, v in dataclasses.asdict(run.settings).items()},
         "channel": run.read.channel,
         "rgb_rule": run.read.rgb_rule,
+        "chunked_above": run.chunked_above,
     }
 
 
@@ -1279,7 +1380,8 @@ def check(
         rgb_rule if rgb_rule is not None else recorded.get("rgb_rule"),
     )
     kinds = _check_kinds(kinds or recorded.get("kinds") or KINDS)
-    run = _Run(masks_path, out_path, settings, read, kinds, manifest)
+    chunked_above = recorded.get("chunked_above", DEFAULT_CHUNKED_ABOVE)
+    run = _Run(masks_path, out_path, settings, read, kinds, manifest, chunked_above=chunked_above)
     report = CheckReport()
     patterns = (glob,) if isinstance(glob, str) else tuple(glob)
     plans: list[_Plan] = []
@@ -1390,7 +1492,7 @@ def maps_of(
     out_path = Path(out_dir)
     manifest = _open_manifest(out_path, force=False) if out_path.is_dir() else None
     if manifest is not None:
-        sha = file_sha256(mask_path)
+        sha = fingerprint(mask_path)[1] if Path(mask_path).is_dir() else file_sha256(mask_path)
         for record in manifest.masks.values():
             if record.get("sha256") == sha and record.get("outputs"):
                 outputs = record["outputs"]
