@@ -984,7 +984,6 @@ def _new_run(
 
 
 def _execute(run: _Run, report: GenerateReport, options: _RunOptions) -> None:
-    patterns, workers, force = options.patterns, options.workers, options.force
     dry_run, fail_fast, progress, log = (
         options.dry_run,
         options.fail_fast,
@@ -995,15 +994,17 @@ def _execute(run: _Run, report: GenerateReport, options: _RunOptions) -> None:
     saver = _ManifestSaver(run.manifest, manifest_path, enabled=not dry_run)
     run.manifest.settings = _settings_record(run)
     try:
-        plans = _plan_all(run, report, patterns, force, log)  # hashes every mask
+        plans = _plan_all(run, report, options.patterns, options.force, log)  # hashes every mask
     except KeyboardInterrupt:
         raise GenerateInterrupted(report) from None  # nothing computed yet
     if fail_fast and report.failed:
         report.stopped_early = True
         return
-    workers = max(1, min(workers, len(plans) or 1))
+    workers = max(1, min(options.workers, len(plans) or 1))
+    # A rerun with everything current starts no worker processes or cluster.
+    idle = not any(p.todo for p in plans) and not _counts_missing(run, plans)
     try:
-        with _engine(options, workers) as pool:
+        with _Workers(1) if idle else _engine(options, workers) as pool:
             dataset_counts = None
             if run.settings.balance_scope == "dataset" and "balance" in run.kinds:
                 dataset_counts = _dataset_pass(run, report, plans, pool, dry_run, fail_fast, log)
@@ -1053,6 +1054,13 @@ def _execute(run: _Run, report: GenerateReport, options: _RunOptions) -> None:
         raise GenerateInterrupted(report) from None
     finally:
         saver.save()
+
+
+def _counts_missing(run: _Run, plans: list[_Plan]) -> bool:
+    """Would the dataset-scope balance pass have to read any mask?"""
+    if run.settings.balance_scope != "dataset" or "balance" not in run.kinds:
+        return False
+    return any(run.cached_counts(p) is None for p in plans)
 
 
 def _engine(options: _RunOptions, workers: int) -> Any:
