@@ -73,3 +73,15 @@ def reference_two_nearest(labels: np.ndarray, spacing=None) -> tuple[np.ndarray,
         d2 = np.where(d < d1, d1, np.minimum(d2, d))
         d1 = np.minimum(d1, d)
     return d1, d2
+
+
+def blobs(shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
+    """A binary mask of four overlapping random balls (radii 3 to 12)."""
+    rng = np.random.default_rng(seed)
+    grids = np.indices(shape)
+    mask = np.zeros(shape, bool)
+    for _ in range(4):
+        centre = rng.uniform(0, shape)
+        r = rng.uniform(3, 12)
+        mask |= sum((g - c) ** 2 for g, c in zip(grids, centre, strict=True)) <= r * r
+    return mask

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import blobs
 
 from weightmaps import edge_weight_map
 
@@ -16,17 +17,6 @@ def reference_edge(m: np.ndarray, k: int = 31, alpha: float = 5.0) -> np.ndarray
     pool = F.avg_pool2d if m.ndim == 2 else F.avg_pool3d
     box = pool(t, kernel_size=k, stride=1, padding=k // 2)
     return (1 + alpha * torch.abs(box - t))[0, 0].numpy()
-
-
-def blobs(shape, seed=0):
-    rng = np.random.default_rng(seed)
-    grids = np.indices(shape)
-    mask = np.zeros(shape, bool)
-    for _ in range(4):
-        centre = rng.uniform(0, shape)
-        r = rng.uniform(3, 12)
-        mask |= sum((g - c) ** 2 for g, c in zip(grids, centre, strict=True)) <= r * r
-    return mask
 
 
 @pytest.mark.parametrize("k", [31, 3, 1, 11])

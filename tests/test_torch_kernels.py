@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import random_instances, reference_two_nearest
+from conftest import blobs, random_instances, reference_two_nearest
 from scipy import ndimage as ndi
 
 from weightmaps import (
@@ -289,17 +289,6 @@ def test_unet_rejects_bad_input():
 # ----------------------------------------------------------------------------
 # Edge weights
 # ----------------------------------------------------------------------------
-
-
-def blobs(shape, seed=0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    grids = np.indices(shape)
-    mask = np.zeros(shape, bool)
-    for _ in range(4):
-        centre = rng.uniform(0, shape)
-        r = rng.uniform(3, 12)
-        mask |= sum((g - c) ** 2 for g, c in zip(grids, centre, strict=True)) <= r * r
-    return mask
 
 
 def avg_pool_edge(m: np.ndarray, k: int, alpha: float) -> np.ndarray:
