@@ -117,3 +117,33 @@ def test_bad_scheduler_is_a_usage_error(bad):
 def test_scheduler_with_a_gpu_device_is_refused(masks, tmp_path):
     with pytest.raises(ValueError, match="scheduler"):
         generate(masks / "nuclei", tmp_path / "o", scheduler="local:1", device="torch:cpu")
+
+
+def test_batched_jobs_survive_a_dying_worker_and_a_bad_mask(tmp_path, client):
+    """Enough masks that a task carries several: one broken, one worker lost."""
+    from weightmaps.cluster import batches
+
+    rng = np.random.default_rng(3)
+    masks = tmp_path / "many"
+    masks.mkdir()
+    for i in range(40):
+        label = np.zeros((48, 48), np.uint16)
+        for k in range(1, 5):
+            y, x = rng.integers(4, 40, 2)
+            label[y : y + 6, x : x + 6] = k
+        tifffile.imwrite(masks / f"m{i:02d}.tif", label)
+    (masks / "m17.tif").write_bytes(b"II*\x00truncated")
+    assert max(len(b) for b in batches(list(range(40)), workers=2)) > 1
+    flag = tmp_path / "killed"
+    client.register_plugin(KillFirstTask(str(flag)), name="kill-first-task")
+    try:
+        report = generate(masks, tmp_path / "out", scheduler=client, kinds=("edge",))
+    finally:
+        client.unregister_worker_plugin("kill-first-task")
+    assert flag.exists(), "the plugin never ended a worker"
+    assert report.exit_code == 1 and list(report.failed) == ["m17.tif"]
+    assert len(report.done) == 39 and len(_maps(tmp_path / "out")) == 39
+    generate(masks, tmp_path / "local", kinds=("edge",))
+    assert _records(tmp_path / "out") == _records(tmp_path / "local")
+    again = generate(masks, tmp_path / "out", scheduler=client, kinds=("edge",))
+    assert again.done == [] and len(again.skipped) == 39 and list(again.failed) == ["m17.tif"]
