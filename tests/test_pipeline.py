@@ -468,6 +468,16 @@ def test_two_masks_with_the_same_outputs(masks, tmp_path):
     assert sorted(report.done) == ["binary/polyp_00.npy", "binary/polyp_01.png"]
 
 
+def test_an_ome_tiff_is_named_without_ome_and_collides_with_its_plain_twin(masks, tmp_path):
+    mask = read_mask(masks / "binary/polyp_00.png")
+    tifffile.imwrite(masks / "binary/polyp_01.ome.tif", mask)
+    report = run(masks, tmp_path / "out", glob="binary/*")
+    assert report.failed == {
+        "binary/polyp_01.png": "its maps would overwrite those of binary/polyp_01.ome.tif"
+    }
+    assert (tmp_path / "out/binary/polyp_01.unet.tif").is_file()
+
+
 def test_symlink_to_file_outside_masks_is_refused(masks, tmp_path):
     outside = tmp_path / "outside"
     outside.mkdir()

@@ -133,35 +133,74 @@ def test_zarr_volume_in_zarr_maps_out_chunk_by_chunk(tmp_path, labels, monkeypat
     assert_maps(out, "vol", changed)
 
 
-def test_interrupted_volume_is_redone_and_leaves_no_temporary(tmp_path, labels, monkeypatch):
+def _interrupt_after_first_chunk_row(monkeypatch, masks: Path, out: Path, **options) -> None:
+    """Run until every map has its first row of chunks written, then Ctrl-C."""
     import dask.array as da
 
-    masks, out = tmp_path / "masks", tmp_path / "out"
-    masks.mkdir()
-    write_zarr(masks / "vol.zarr", labels)
-    store = da.store
-
-    def half_then_ctrl_c(array, target, **kwargs):
-        target[: SHAPE[0] // 2] = array[: SHAPE[0] // 2].compute()
+    def first_row_then_ctrl_c(sources, targets, regions=None, **kwargs):
+        for source, target in zip(sources, targets, strict=True):
+            target[:16] = source[:16].compute()  # whole chunks, as store writes them
         raise KeyboardInterrupt
 
     with monkeypatch.context() as patch:
-        patch.setattr(da, "store", half_then_ctrl_c)
+        patch.setattr(da, "store", first_row_then_ctrl_c)
         with pytest.raises(GenerateInterrupted):
-            run(masks, out)
-    assert da.store is store
+            run(masks, out, **options)
+
+
+def test_interrupted_volume_is_resumed_chunk_by_chunk(tmp_path, labels, monkeypatch):
+    masks, out = tmp_path / "masks", tmp_path / "out"
+    masks.mkdir()
+    write_zarr(masks / "vol.zarr", labels)
+    _interrupt_after_first_chunk_row(monkeypatch, masks, out)
     assert not list(out.glob("*.zarr")), "no output under its final name"
-    assert not list(out.rglob(f"*{TEMP_SUFFIX}"))
+    assert len(list(out.glob(f".*.zarr{TEMP_SUFFIX}"))) == 3, "resumable temporaries kept"
     assert not manifest(out)["masks"].get("vol.zarr", {}).get("outputs")
 
-    # A leftover of a run that was killed outright (no cleanup) is removed too.
-    leftover = out / f".vol.unet.zarr{TEMP_SUFFIX}"
+    blocks: list[tuple[int, ...]] = []
+    kernel = weightmaps.unet.unet_weight_map
+
+    def recording_kernel(instances, **kwargs):
+        blocks.append(instances.shape)
+        return kernel(instances, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(weightmaps.unet, "unet_weight_map", recording_kernel)
+        report = run(masks, out)
+    assert report.done == ["vol.zarr"]
+    # The kernel runs on chunks of (16, 24) x 16 x 16 along z (the last chunk of 8
+    # is below the halo and merged with its neighbour): 32 blocks in all, of
+    # which the first row of 16 was kept, so only the other 16 are computed.
+    assert len(blocks) == 16 and all(b[0] == 24 + 9 for b in blocks)
+    assert not list(out.rglob(f"*{TEMP_SUFFIX}"))
+    assert_maps(out, "vol", labels)
+    record = manifest(out)["masks"]["vol.zarr"]["outputs"]["unet"]
+    w = read_zarr(out / "vol.unet.zarr")
+    assert record["mean"] == pytest.approx(w.mean(dtype=np.float64))
+    assert record["min"] == pytest.approx(w.min()) and record["max"] == pytest.approx(w.max())
+    assert weightmaps.check(masks, out, **OPTIONS).exit_code == 0
+
+
+def test_leftover_of_other_settings_or_junk_is_started_afresh(tmp_path, labels, monkeypatch):
+    masks, out = tmp_path / "masks", tmp_path / "out"
+    masks.mkdir()
+    write_zarr(masks / "vol.zarr", labels)
+    _interrupt_after_first_chunk_row(monkeypatch, masks, out, sigma=3.0)
+    # A leftover of a run that was killed outright while creating its array.
+    leftover = out / f".vol.edge.zarr{TEMP_SUFFIX}"
+    _remove_tree(leftover)
     (leftover / "c").mkdir(parents=True)
     (leftover / "c" / "junk").write_bytes(b"x" * 10)
-    report = run(masks, out)
+    report = run(masks, out)  # sigma 1.5: the kept U-Net chunks are of sigma 3
     assert report.done == ["vol.zarr"]
     assert not list(out.rglob(f"*{TEMP_SUFFIX}"))
     assert_maps(out, "vol", labels)
+
+
+def _remove_tree(path: Path) -> None:
+    import shutil
+
+    shutil.rmtree(path)
 
 
 def test_out_equal_to_masks_never_takes_maps_for_masks(tmp_path, labels):
@@ -227,16 +266,42 @@ def test_ome_zarr_full_resolution_level(tmp_path, labels):
     record = manifest(out)["masks"]["img.ome.zarr"]
     assert record["shape"] == list(full.shape) and record["spacing"] == [2.0, 1.0, 1.0]
     expected = weightmaps.unet_weight_map(full, w0=10.0, sigma=1.5, spacing=(2.0, 1.0, 1.0))
-    np.testing.assert_allclose(read_zarr(out / "img.ome.unet.zarr"), expected, atol=1e-4)
+    np.testing.assert_allclose(read_zarr(out / "img.unet.zarr"), expected, atol=1e-4)
 
 
-def test_semantic_and_unknown_volumes_fail_with_a_reason(tmp_path, labels):
+def test_semantic_volume_equals_the_in_memory_maps(tmp_path):
+    """Classes split into several regions, crossing chunks, with an ignore value."""
+    rng = np.random.default_rng(5)
+    semantic = np.zeros((24, 48, 48), np.uint8)
+    for _ in range(40):
+        z, y, x = rng.integers(0, 40, 3)
+        semantic[z % 24 : z % 24 + 5, y : y + 9, x : x + 9] = rng.integers(1, 4)
+    semantic[:3, :5] = 255
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    write_zarr(masks / "sem.zarr", semantic)
+    options = {"mask_type": "semantic", "ignore_value": 255}
+    out = tmp_path / "out"
+    report = run(masks, out, **options)
+    assert report.done == ["sem.zarr"], report.failed
+    record = manifest(out)["masks"]["sem.zarr"]
+    assert record["mask_type"] == "semantic"
+    ref = compute_maps(semantic, MapSettings(**{**OPTIONS, **options}))
+    assert ref.mask_type == "semantic"
+    for kind in KINDS:
+        np.testing.assert_allclose(
+            read_zarr(out / f"sem.{kind}.zarr"), ref.maps[kind], atol=1e-4, err_msg=kind
+        )
+    assert record["count_cache"]["counts"] == ref.counts.to_dict()
+
+
+def test_unknown_volumes_and_edge_size_fail_with_a_reason(tmp_path, labels):
     masks = tmp_path / "masks"
     masks.mkdir()
     write_zarr(masks / "vol.zarr", labels[:16, :32, :32])
     (masks / "notzarr.zarr").mkdir()
-    report = run(masks, tmp_path / "out", mask_type="semantic")
-    assert "not supported chunked yet" in report.failed["vol.zarr"]
+    report = run(masks, tmp_path / "out", edge_size=(8, 16, 16))
+    assert "edge size is not supported for chunked volumes" in report.failed["vol.zarr"]
     assert "not a zarr array" in report.failed["notzarr.zarr"]
 
 

@@ -34,12 +34,33 @@ __all__ = [
     "Manifest",
     "ManifestError",
     "file_sha256",
+    "map_name",
     "params_digest",
     "safe_relative_path",
 ]
 
 MANIFEST_NAME = "weightmaps.json"
 MANIFEST_FORMAT = "weightmaps-manifest/1"
+
+
+def map_name(rel: str, kind: str, suffix: str) -> str:
+    """Where a mask's map goes, relative to OUT: the mask's stem, the kind, ``suffix``.
+
+    The stem drops the mask's extension and an ``.ome`` before it, so an
+    OME-TIFF or OME-Zarr mask's maps are named like any other's.
+
+    Examples
+    --------
+    >>> map_name("a/b.png", "edge", ".tif")
+    'a/b.edge.tif'
+    >>> map_name("cells.ome.zarr", "unet", ".zarr")
+    'cells.unet.zarr'
+    """
+    parent, _, name = rel.rpartition("/")
+    stem = name.rsplit(".", 1)[0] if "." in name else name
+    if stem.lower().endswith(".ome"):
+        stem = stem[: -len(".ome")]
+    return f"{parent}/{stem}.{kind}{suffix}" if parent else f"{stem}.{kind}{suffix}"
 
 
 class ManifestError(ValueError):

@@ -56,6 +56,7 @@ from weightmaps.manifest import (
     Manifest,
     ManifestError,
     file_sha256,
+    map_name,
     params_digest,
 )
 from weightmaps.maps import (
@@ -145,9 +146,7 @@ def output_name(rel: str, kind: str) -> str:
     >>> output_name("a/b.png", "edge")
     'a/b.edge.tif'
     """
-    parent, _, name = rel.rpartition("/")
-    stem = name.rsplit(".", 1)[0] if "." in name else name
-    return f"{parent}/{stem}.{kind}.tif" if parent else f"{stem}.{kind}.tif"
+    return map_name(rel, kind, ".tif")
 
 
 def _is_own_output(name: str) -> bool:
@@ -251,6 +250,7 @@ class _Job:
     dataset_counts: dict[str, Any] | None = None
     chunked: bool = False  # a volume computed chunk by chunk (weightmaps.volumes)
     chunks: int | None = None  # processing chunk edge; None: the zarr's own (TIFF: 256)
+    threads: int | None = None  # a volume's threads; None: every core
 
 
 def _resolve_spacing(
@@ -607,6 +607,7 @@ class _Run:
         self.masks_dir = masks_dir
         self.chunked_above = chunked_above
         self.chunks = chunks
+        self.volume_threads: int | None = None  # threads of one volume job; None: all cores
         self.out_dir = out_dir
         self.settings = settings
         self.read = read
@@ -712,6 +713,7 @@ class _Run:
             dataset_counts=dataset_counts,
             chunked=plan.chunked,
             chunks=self.chunks,
+            threads=self.volume_threads,
         )
 
     def record(self, plan: _Plan, result: dict[str, Any]) -> None:
@@ -1001,6 +1003,7 @@ def _execute(run: _Run, report: GenerateReport, options: _RunOptions) -> None:
         report.stopped_early = True
         return
     workers = max(1, min(options.workers, len(plans) or 1))
+    run.volume_threads = _volume_threads(options, workers)
     # A rerun with everything current starts no worker processes or cluster.
     idle = not any(p.todo for p in plans) and not _counts_missing(run, plans)
     try:
@@ -1054,6 +1057,23 @@ def _execute(run: _Run, report: GenerateReport, options: _RunOptions) -> None:
         raise GenerateInterrupted(report) from None
     finally:
         saver.save()
+
+
+def _volume_threads(options: _RunOptions, workers: int) -> int | None:
+    """Threads of one volume job: this machine's cores shared by the processes running jobs.
+
+    None on a remote cluster (every core of the worker's machine: run one
+    worker per machine there for volumes).
+    """
+    scheduler = options.scheduler
+    if scheduler is None:
+        processes = workers
+    elif isinstance(scheduler, str) and scheduler.startswith("local:"):
+        processes = int(scheduler[len("local:") :])
+    else:
+        return None
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, (cores or 1) // processes)
 
 
 def _counts_missing(run: _Run, plans: list[_Plan]) -> bool:

@@ -41,6 +41,7 @@ import numpy as np
 
 from weightmaps._version import __version__
 from weightmaps.balance import ClassCounts
+from weightmaps.manifest import map_name
 from weightmaps.maps import KINDS, MapSettings
 from weightmaps.masktype import MaskTypeError
 from weightmaps.writing import TEMP_SUFFIX
@@ -172,9 +173,7 @@ def volume_output_name(rel: str, kind: str) -> str:
     >>> volume_output_name("big.tif", "unet")
     'big.unet.zarr'
     """
-    parent, _, name = rel.rpartition("/")
-    stem = name.rsplit(".", 1)[0] if "." in name else name
-    return f"{parent}/{stem}.{kind}.zarr" if parent else f"{stem}.{kind}.zarr"
+    return map_name(rel, kind, ".zarr")
 
 
 # --- reading -----------------------------------------------------------------
@@ -257,11 +256,6 @@ def _volume_type(volume: Any, settings: MapSettings) -> str:
                 values = values[values != settings.ignore_value]
             if values.size > 2:
                 mask_type = "instance"
-    if mask_type == "semantic":
-        raise MaskTypeError(
-            "semantic volumes are not supported chunked yet (use instance or binary, "
-            "or a TIFF below --chunked-above)"
-        )
     return mask_type
 
 
@@ -275,38 +269,39 @@ class _Prepared:
         self.mask_type = mask_type
         ignore_value = settings.ignore_value
         ignore = None if ignore_value is None else volume == ignore_value
-        if mask_type == "instance" and not (
+        if mask_type != "binary" and not (
             volume.dtype == bool or np.issubdtype(volume.dtype, np.integer)
         ):
             raise MaskTypeError(
-                f"a chunked instance volume must hold integers, got dtype {volume.dtype}"
+                f"a chunked {mask_type} volume must hold integers, got dtype {volume.dtype}"
             )
         if volume.dtype == bool:
-            values = volume
+            values = volume.astype(np.uint8)
         else:
             counted = volume if ignore is None else da.where(ignore, volume.dtype.type(0), volume)
             lowest, highest = dask.compute(counted.min(), counted.max())
-            if mask_type == "instance" and lowest < 0:
-                raise MaskTypeError("an instance mask must not hold negative values")
+            if mask_type != "binary" and lowest < 0:
+                raise MaskTypeError(f"a {mask_type} mask must not hold negative values")
             if mask_type == "binary" and not np.isfinite(highest):
                 raise MaskTypeError("binary mask holds NaN or infinite values")
             values = volume > float(highest) / 2 if mask_type == "binary" else volume
+        self.ignore = ignore
+        self.target = None
+        self.instances = None
+        if mask_type == "semantic":
+            # As maps: the class ids themselves, the ignore value their ignore index.
+            self.values = values
+            self.classes = values
+            self.class_ignore = ignore_value
+            return
         foreground = values != 0 if ignore is None else (values != 0) & ~ignore
         if mask_type == "binary":
             values = foreground.astype(np.uint8)  # as maps: ignored pixels are background
         self.values = values
-        self.ignore = ignore
-        self.classes = self._classes(foreground)
-        self.target = None
-        self.instances = None
-
-    def _classes(self, foreground: Any) -> Any:
-        import dask.array as da
-
-        classes = foreground.astype(np.uint8)
-        if self.ignore is not None:
-            classes = da.where(self.ignore, np.uint8(_FG_BG_IGNORE), classes)
-        return classes
+        self.classes = foreground.astype(np.uint8)
+        if ignore is not None:
+            self.classes = da.where(ignore, np.uint8(_FG_BG_IGNORE), self.classes)
+        self.class_ignore = _FG_BG_IGNORE
 
     def separate(self) -> None:
         """Carve touching instances apart (instance volumes), as maps._separate."""
@@ -337,9 +332,17 @@ class _Prepared:
                 self.instances = labels
             else:
                 self.instances = chunked.label_instances(
-                    self.values, connectivity=settings.connectivity
+                    self.values,
+                    connectivity=settings.connectivity,
+                    ignore_value=self.class_ignore if self.mask_type == "semantic" else None,
                 )
         return self.instances
+
+    def present_classes(self, counts: ClassCounts) -> list[int] | None:
+        """A semantic volume's classes (ignore value excluded), as maps._semantic_classes."""
+        if self.mask_type != "semantic":
+            return None
+        return sorted(int(c) for c, n in counts.pixels.items() if n and c != self.class_ignore)
 
 
 def _prepare(job: Any) -> tuple[Any, _Prepared, ClassCounts]:
@@ -349,18 +352,24 @@ def _prepare(job: Any) -> tuple[Any, _Prepared, ClassCounts]:
     prepared = _Prepared(volume, job.settings, _volume_type(volume, job.settings))
     if prepared.mask_type == "instance" and job.settings.separate_touching:
         prepared.separate()
-    counts = chunked.class_counts(prepared.classes, ignore_index=_FG_BG_IGNORE)
-    if not job.settings.allow_empty and counts.pixels.get(1, 0) == 0:
+    counts = chunked.class_counts(prepared.classes, ignore_index=prepared.class_ignore)
+    if prepared.mask_type == "semantic":
+        empty = not prepared.present_classes(counts)
+    else:
+        empty = counts.pixels.get(1, 0) == 0
+    if empty and not job.settings.allow_empty:
         raise MaskTypeError("mask has no foreground pixel (allow empty masks to accept it)")
     return (volume, scale), prepared, counts
 
 
-def _scheduler() -> Any:
+def _scheduler(job: Any) -> Any:
     import dask
 
     # A threaded scheduler inside the job, in a local worker process or on a
-    # Dask worker alike (never the cluster's client from inside a task).
-    return dask.config.set(scheduler="threads")
+    # Dask worker alike (never the cluster's client from inside a task), with
+    # the job's share of the cores: N worker processes each running a volume
+    # must not start N threads per core.
+    return dask.config.set(scheduler="threads", num_workers=getattr(job, "threads", None))
 
 
 def count_volume_job(job: Any) -> dict[str, Any]:
@@ -368,7 +377,7 @@ def count_volume_job(job: Any) -> dict[str, Any]:
     from weightmaps.pipeline import _reason
 
     try:
-        with _scheduler():
+        with _scheduler(job):
             _, prepared, counts = _prepare(job)
     except (ValueError, TypeError, MemoryError, OSError, KeyError) as exc:
         return {"error": _reason(exc)}
@@ -384,7 +393,7 @@ def compute_volume_job(job: Any) -> dict[str, Any]:
     from weightmaps.pipeline import _FATAL_WRITE_ERRORS, _reason
 
     try:
-        with _scheduler():
+        with _scheduler(job):
             return _compute(job)
     except _WriteError as exc:
         os_error = exc.__cause__
@@ -408,7 +417,9 @@ def _compute(job: Any) -> dict[str, Any]:
     settings: MapSettings = job.settings
     kinds = [k for k in job.kinds if k in KINDS]
     if "edge" in kinds and settings.edge_size is not None:
-        raise MaskTypeError("edge size is not supported chunked yet")
+        raise MaskTypeError(
+            "edge size is not supported for chunked volumes (a volume is not resized)"
+        )
     (volume, scale), prepared, counts = _prepare(job)
     spacing, file_spacing, _ = _spacing(settings, job.path, scale, volume.ndim)
     maps: dict[str, Any] = {}
@@ -426,7 +437,8 @@ def _compute(job: Any) -> dict[str, Any]:
             prepared.classes,
             kernel_size=settings.edge_kernel,
             alpha=settings.edge_alpha,
-            ignore_index=_FG_BG_IGNORE,
+            classes=prepared.present_classes(counts),
+            ignore_index=prepared.class_ignore,
         )
     if "balance" in kinds:
         dataset = job.dataset_counts
@@ -435,7 +447,7 @@ def _compute(job: Any) -> dict[str, Any]:
         maps["balance"] = chunked.balance_weight_map(
             prepared.classes,
             mode=settings.balance_mode,
-            ignore_index=_FG_BG_IGNORE,
+            ignore_index=prepared.class_ignore,
             counts=ClassCounts.from_dict(dataset)
             if settings.balance_scope == "dataset"
             else counts,
@@ -443,9 +455,7 @@ def _compute(job: Any) -> dict[str, Any]:
     if prepared.target is not None and "target" in job.kinds:
         maps["target"] = prepared.target
     _, source_fingerprint = fingerprint(job.path)
-    outputs = {}
-    for kind, array in maps.items():
-        outputs[kind] = _write_map(job, kind, array, settings, source_fingerprint)
+    outputs = _write_maps(job, maps, settings, source_fingerprint)
     recorded = spacing or file_spacing
     return {
         "mask_type": prepared.mask_type,
@@ -468,60 +478,155 @@ def _remove(path: Path) -> None:
         path.unlink()
 
 
-def _write_map(
-    job: Any, kind: str, array: Any, settings: MapSettings, source_fingerprint: str
-) -> dict[str, Any]:
+class _MapTarget:
+    """One map's zarr array being written: a hidden temporary folder, resumed if it can be.
+
+    A temporary array left by an interrupted run is kept when its
+    attributes (kind, parameters, source fingerprint, version), shape,
+    chunks and dtype are those of this run: the chunks it holds are whole
+    (zarr writes each chunk to a temporary file and renames it) and right,
+    and only the missing ones are computed. Anything else is removed first.
+    Empty chunks are written too, so a missing chunk always means "not done".
+    """
+
+    def __init__(self, job: Any, kind: str, array: Any, attributes: dict[str, Any]) -> None:
+        import zarr
+
+        self.rel_out = volume_output_name(job.rel, kind)
+        self.path = Path(job.out_root) / self.rel_out
+        self.tmp = _temp_path(self.path)
+        self.array = array
+        chunks = tuple(int(c[0]) for c in array.chunks)
+        self.zarr = self._resumable(array, chunks, attributes)
+        if self.zarr is None:
+            _remove(self.tmp)
+            self.zarr = zarr.create_array(
+                store=str(self.tmp),
+                shape=array.shape,
+                chunks=chunks,
+                dtype=array.dtype,
+                attributes=attributes,
+                chunk_key_encoding={"name": "default", "separator": "/"},
+                config={"write_empty_chunks": True},
+            )
+        self.missing = [
+            index
+            for index in np.ndindex(*array.numblocks)
+            if not (self.tmp / "c" / "/".join(map(str, index))).is_file()
+        ]
+
+    def _resumable(self, array: Any, chunks: tuple[int, ...], attributes: dict) -> Any:
+        import zarr
+
+        if not (self.tmp / "zarr.json").is_file():
+            return None
+        try:
+            existing = zarr.open_array(str(self.tmp), mode="r+")
+        except Exception:  # noqa: BLE001 - any unreadable leftover is started afresh
+            return None
+        same = (
+            dict(existing.attrs) == json.loads(json.dumps(attributes))
+            and existing.shape == array.shape
+            and existing.chunks == chunks
+            and existing.dtype == array.dtype
+            and str(existing.metadata.chunk_key_encoding.encode_chunk_key((0,) * array.ndim))
+            == "c/" + "/".join("0" * array.ndim)
+        )
+        return existing.with_config({"write_empty_chunks": True}) if same else None
+
+    @property
+    def resumed(self) -> bool:
+        return len(self.missing) < math.prod(self.array.numblocks)
+
+    def sources(self) -> tuple[list[Any], list[Any], list[Any]]:
+        """(sources, targets, regions) for ``dask.array.store``: the missing chunks."""
+        if not self.resumed:
+            return [self.array], [self.zarr], [None]
+        starts = [np.cumsum((0, *c)) for c in self.array.chunks]
+        regions = [
+            tuple(slice(int(s[i]), int(s[i + 1])) for s, i in zip(starts, index, strict=True))
+            for index in self.missing
+        ]
+        return [self.array[r] for r in regions], [self.zarr] * len(regions), regions
+
+    def publish(self) -> None:
+        """Rename the complete temporary array into place."""
+        old = _temp_path(self.path, ".old")
+        _remove(old)
+        if self.path.exists() or self.path.is_symlink():
+            os.replace(self.path, old)
+        os.replace(self.tmp, self.path)
+        _remove(old)
+
+
+def _write_maps(
+    job: Any, maps: dict[str, Any], settings: MapSettings, source_fingerprint: str
+) -> dict[str, dict[str, Any]]:
+    """Write every map of a volume in one pass over it: one read of each source chunk.
+
+    The maps share their graph (reading, labelling, carving), so storing them
+    together computes each shared step once, and their min, max and mean come
+    from the same pass when nothing was resumed.
+    """
     import dask
     import dask.array as da
     import zarr
 
-    rel_out = volume_output_name(job.rel, kind)
     out_root = Path(job.out_root).resolve()
-    path = Path(job.out_root) / rel_out
-    tmp, old = _temp_path(path), _temp_path(path, ".old")
+    targets: dict[str, _MapTarget] = {}
+    current = ""
     try:
-        for _ in range(2):  # as pipeline._write_outputs: before mkdir and after
-            if not path.parent.resolve().is_relative_to(out_root):
-                raise ValueError(f"output folder of {rel_out} leads outside OUT; refused")
-            path.parent.mkdir(parents=True, exist_ok=True)
-        for leftover in (tmp, old):  # of an interrupted run
-            _remove(leftover)
-        if kind != "target":
-            array = array.astype(np.float32)
-        target = zarr.create_array(
-            store=str(tmp),
-            shape=array.shape,
-            chunks=tuple(int(c[0]) for c in array.chunks),
-            dtype=array.dtype,
-            attributes={
+        for kind, array in maps.items():
+            current = volume_output_name(job.rel, kind)
+            folder = (Path(job.out_root) / current).parent
+            for _ in range(2):  # as pipeline._write_outputs: before mkdir and after
+                if not folder.resolve().is_relative_to(out_root):
+                    raise ValueError(f"output folder of {current} leads outside OUT; refused")
+                folder.mkdir(parents=True, exist_ok=True)
+            attributes = {
                 "weightmaps_kind": kind,
                 "weightmaps_params": settings.kind_params(kind),
                 "weightmaps_source_fingerprint": source_fingerprint,
                 "weightmaps_version": __version__,
-            },
-        )
-        try:
-            # store, not to_zarr: with a zarr.Array target, to_zarr rechunks to dask's
-            # "auto" chunks (about 128 MiB); these chunks equal the zarr's, one write each.
-            da.store(array, target, lock=False)
-        except BaseException:
-            _remove(tmp)
-            raise
-        if path.exists() or path.is_symlink():
-            os.replace(path, old)
-        os.replace(tmp, path)
-        _remove(old)
-        size = tree_size(path)
+            }
+            if kind != "target":
+                array = array.astype(np.float32)
+            targets[kind] = _MapTarget(job, kind, array, attributes)
+        sources, stores, regions = [], [], []
+        for target in targets.values():
+            more = target.sources()
+            sources += more[0]
+            stores += more[1]
+            regions += more[2]
+        fresh = not any(t.resumed for t in targets.values())
+        # store, not to_zarr: with a zarr.Array target, to_zarr rechunks to dask's
+        # "auto" chunks (about 128 MiB); these chunks equal the zarr's, one write each.
+        stored = da.store(sources, stores, regions=regions, lock=False, compute=False)
+        summaries = [_summary(t.array) for t in targets.values()] if fresh else []
+        _, *computed = dask.compute(stored, *summaries)
+        for target in targets.values():
+            current = target.rel_out
+            target.publish()
     except OSError as exc:
-        raise _WriteError(rel_out) from exc
-    written = da.from_zarr(zarr.open_array(str(path), mode="r"))
-    low, high, mean = dask.compute(written.min(), written.max(), written.mean(dtype=np.float64))
-    return {
-        "path": rel_out,
-        "bytes": size,
-        "shape": list(array.shape),
-        "dtype": str(array.dtype),
-        "min": float(low),
-        "max": float(high),
-        "mean": float(mean),
-    }
+        raise _WriteError(current) from exc
+    outputs = {}
+    for i, (kind, target) in enumerate(targets.items()):
+        if fresh:
+            low, high, mean = computed[i]
+        else:
+            written = da.from_zarr(zarr.open_array(str(target.path), mode="r"))
+            low, high, mean = dask.compute(*_summary(written))
+        outputs[kind] = {
+            "path": target.rel_out,
+            "bytes": tree_size(target.path),
+            "shape": list(target.array.shape),
+            "dtype": str(target.array.dtype),
+            "min": float(low),
+            "max": float(high),
+            "mean": float(mean),
+        }
+    return outputs
+
+
+def _summary(array: Any) -> tuple[Any, Any, Any]:
+    return array.min(), array.max(), array.mean(dtype=np.float64)
