@@ -253,6 +253,19 @@ def test_volume_imagej_stack_with_spacing(masks, tmp_path):
     )
 
 
+def test_manifest_has_one_line_per_mask(masks, tmp_path):
+    out = tmp_path / "out"
+    run(masks, out, glob="nuclei/*")
+    text = (out / MANIFEST_NAME).read_text()
+    data = json.loads(text)
+    assert len(data["masks"]) == 4
+    lines = [line for line in text.splitlines() if line.startswith('  "nuclei/')]
+    assert len(lines) == 4
+    for line in lines:
+        rel, _, record = line.strip().rstrip(",").partition(": ")
+        assert json.loads(record) == data["masks"][json.loads(rel)]
+
+
 def test_manifest_records(masks, tmp_path):
     out = tmp_path / "out"
     run(masks, out, glob="nuclei/*_00.tif")

@@ -1320,23 +1320,31 @@ def _jsonable(value: Any) -> Any:
 
 
 class _ManifestSaver:
-    """Writes the manifest as masks complete, at most once a second, and at the end."""
+    """Writes the manifest as masks complete, and at the end.
+
+    At most once a second, and at most a tenth of the time: rewriting the
+    manifest of 10^5 masks takes seconds, and the client that writes it is
+    also the one feeding the workers.
+    """
 
     def __init__(self, manifest: Manifest, path: Path, *, enabled: bool) -> None:
         self.manifest = manifest
         self.path = path
         self.enabled = enabled
         self._last = time.monotonic()
+        self._interval = _MANIFEST_INTERVAL_S
 
     def maybe_save(self) -> None:
-        if time.monotonic() - self._last >= _MANIFEST_INTERVAL_S:
+        if time.monotonic() - self._last >= self._interval:
             self.save()
 
     def save(self) -> None:
         if self.enabled:
+            start = time.monotonic()
             self.manifest.prune()
             self.manifest.save(self.path)
             self._last = time.monotonic()
+            self._interval = max(_MANIFEST_INTERVAL_S, 10 * (self._last - start))
 
 
 class _NoBar:
