@@ -343,3 +343,40 @@ def test_volume_on_the_device_path_is_computed_on_the_cpu(tmp_path, labels):
     )
     assert report.done == ["vol.zarr"], report.failed
     assert_maps(tmp_path / "out", "vol", labels[:16, :32, :32])
+
+
+def test_a_volume_job_gets_its_share_of_the_cores(monkeypatch):
+    from types import SimpleNamespace
+
+    from weightmaps import pipeline
+
+    monkeypatch.setattr(pipeline.os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
+    share = pipeline._volume_threads
+    assert share(SimpleNamespace(scheduler=None), 1) == 8
+    assert share(SimpleNamespace(scheduler=None), 3) == 2
+    assert share(SimpleNamespace(scheduler="local:4"), 1) == 2
+    assert share(SimpleNamespace(scheduler=None), 16) == 1
+    assert share(SimpleNamespace(scheduler="tcp://host:8786"), 1) is None
+
+
+def test_volume_job_runs_its_threads(tmp_path, labels, monkeypatch):
+    import dask
+
+    from weightmaps import volumes
+
+    seen: list[object] = []
+    compute = volumes._compute
+
+    def recording(job):
+        seen.append((job.threads, dask.config.get("num_workers", None)))
+        return compute(job)
+
+    monkeypatch.setattr(volumes, "_compute", recording)
+    monkeypatch.setattr(
+        "weightmaps.pipeline._volume_threads", lambda options, workers: 3, raising=True
+    )
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    write_zarr(masks / "vol.zarr", labels[:16, :32, :32])
+    assert run(masks, tmp_path / "out", kinds=["edge"]).done == ["vol.zarr"]
+    assert seen == [(3, 3)]
