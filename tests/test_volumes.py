@@ -207,11 +207,11 @@ def test_out_equal_to_masks_never_takes_maps_for_masks(tmp_path, labels):
     masks = tmp_path / "masks"
     masks.mkdir()
     write_zarr(masks / "vol.zarr", labels[:16, :32, :32])
-    first = run(masks, masks, kinds=["unet", "edge"])
+    first = run(masks, masks, kinds=["unet", "edge"], mask_type="instance")
     assert first.done == ["vol.zarr"] and not first.failed
     assert (masks / "vol.unet.zarr").is_dir()
     assert [m.rel for m in find_masks(masks, out_dir=masks)] == ["vol.zarr"]
-    second = run(masks, masks, kinds=["unet", "edge"])
+    second = run(masks, masks, kinds=["unet", "edge"], mask_type="instance")
     assert second.skipped == ["vol.zarr"] and not second.done and not second.failed
 
 
@@ -295,6 +295,20 @@ def test_semantic_volume_equals_the_in_memory_maps(tmp_path):
     assert record["count_cache"]["counts"] == ref.counts.to_dict()
 
 
+def test_auto_type_of_a_volume(tmp_path, labels):
+    """Many ids: instance; one nonzero value: binary; a few: refused as ambiguous."""
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    write_zarr(masks / "many.zarr", labels)
+    write_zarr(masks / "one.zarr", (labels > 0).astype(np.uint8) * 7)
+    write_zarr(masks / "few.zarr", labels[:16, :32, :32])
+    report = run(masks, tmp_path / "out", kinds=["edge"])
+    assert report.mask_types == {"instance": 1, "binary": 1}
+    assert sorted(report.done) == ["many.zarr", "one.zarr"]
+    assert "ambiguous volume: 7 nonzero values" in report.failed["few.zarr"]
+    assert "--mask-type instance or semantic" in report.failed["few.zarr"]
+
+
 def test_unknown_volumes_and_edge_size_fail_with_a_reason(tmp_path, labels):
     masks = tmp_path / "masks"
     masks.mkdir()
@@ -309,7 +323,7 @@ def test_volume_on_a_dask_cluster(tmp_path, labels):
     masks = tmp_path / "masks"
     masks.mkdir()
     write_zarr(masks / "vol.zarr", labels[:16, :32, :32])
-    report = run(masks, tmp_path / "out", scheduler="local:1")
+    report = run(masks, tmp_path / "out", scheduler="local:1", mask_type="instance")
     assert report.done == ["vol.zarr"], report.failed
     assert_maps(tmp_path / "out", "vol", labels[:16, :32, :32])
 
@@ -339,7 +353,13 @@ def test_volume_on_the_device_path_is_computed_on_the_cpu(tmp_path, labels):
     masks.mkdir()
     write_zarr(masks / "vol.zarr", labels[:16, :32, :32])
     report = generate(
-        masks, tmp_path / "out", workers=1, device="torch:cpu", progress=False, **OPTIONS
+        masks,
+        tmp_path / "out",
+        workers=1,
+        device="torch:cpu",
+        progress=False,
+        mask_type="instance",
+        **OPTIONS,
     )
     assert report.done == ["vol.zarr"], report.failed
     assert_maps(tmp_path / "out", "vol", labels[:16, :32, :32])
@@ -378,5 +398,5 @@ def test_volume_job_runs_its_threads(tmp_path, labels, monkeypatch):
     masks = tmp_path / "masks"
     masks.mkdir()
     write_zarr(masks / "vol.zarr", labels[:16, :32, :32])
-    assert run(masks, tmp_path / "out", kinds=["edge"]).done == ["vol.zarr"]
+    assert run(masks, tmp_path / "out", kinds=["edge"], mask_type="instance").done == ["vol.zarr"]
     assert seen == [(3, 3)]

@@ -17,11 +17,13 @@ bytes: for a zarr folder a digest of the sorted (relative path, size,
 mtime_ns) of its files, for a big TIFF of its (size, mtime_ns). Rewriting one
 chunk changes it; copying a volume with new modification times does too.
 
-Mask types: ``instance`` and ``binary`` only. ``mask_type="auto"`` reads a
-volume as ``instance`` when its dtype is an integer type and a strided sample
-of its chunks holds more than two distinct values (the ignore value not
-counted), else ``binary``. Semantic volumes are refused (not supported
-chunked yet), as is ``edge_size``.
+Mask types: ``instance``, ``binary`` and ``semantic``, as in memory.
+``mask_type="auto"`` looks at the distinct values of a strided sample of
+chunks (the ignore value not counted): a float volume, or at most one nonzero
+value, is ``binary``; more than 16 nonzero values are ``instance``; between
+2 and 16 the volume is refused as ambiguous (instance ids or class ids: the
+in-memory rule tells them apart by connectivity, which a sample cannot), so
+name its type. ``edge_size`` is refused: a volume is not resized.
 
 Discovery and fingerprints need no dask; computing needs the ``[dask]``
 extra.
@@ -43,7 +45,7 @@ from weightmaps._version import __version__
 from weightmaps.balance import ClassCounts
 from weightmaps.manifest import map_name
 from weightmaps.maps import KINDS, MapSettings
-from weightmaps.masktype import MaskTypeError
+from weightmaps.masktype import _FEW_VALUES, MaskTypeError
 from weightmaps.writing import TEMP_SUFFIX
 
 __all__ = [
@@ -231,12 +233,18 @@ def _spacing(
 
 
 def _sample_values(volume: Any) -> np.ndarray:
-    """Distinct values of a strided sample of whole chunks (at most 16 chunks read)."""
+    """Distinct values of a sample of whole chunks: every chunk of a volume of up
+    to 64, else a strided sample of about 16 (thinned to 2^18 pixels each)."""
     import dask
 
     grid = volume.numblocks
-    per_axis = max(1, int(_SAMPLE_BLOCKS ** (1 / len(grid))))
-    axes = [np.unique(np.linspace(0, n - 1, min(n, per_axis)).round().astype(int)) for n in grid]
+    if math.prod(grid) <= 4 * _SAMPLE_BLOCKS:
+        axes = [np.arange(n) for n in grid]
+    else:
+        per_axis = max(1, int(_SAMPLE_BLOCKS ** (1 / len(grid))))
+        axes = [
+            np.unique(np.linspace(0, n - 1, min(n, per_axis)).round().astype(int)) for n in grid
+        ]
     picks = []
     for index in np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, len(grid)):
         block = volume.blocks[tuple(int(i) for i in index)]
@@ -247,16 +255,22 @@ def _sample_values(volume: Any) -> np.ndarray:
 
 
 def _volume_type(volume: Any, settings: MapSettings) -> str:
-    mask_type = settings.mask_type
-    if mask_type == "auto":
-        mask_type = "binary"
-        if np.issubdtype(volume.dtype, np.integer):
-            values = _sample_values(volume)
-            if settings.ignore_value is not None:
-                values = values[values != settings.ignore_value]
-            if values.size > 2:
-                mask_type = "instance"
-    return mask_type
+    if settings.mask_type != "auto":
+        return settings.mask_type
+    if not np.issubdtype(volume.dtype, np.integer):
+        return "binary"
+    values = _sample_values(volume)
+    if settings.ignore_value is not None:
+        values = values[values != settings.ignore_value]
+    nonzero = int(np.count_nonzero(values))
+    if nonzero <= 1:
+        return "binary"
+    if nonzero > _FEW_VALUES:
+        return "instance"
+    raise MaskTypeError(
+        f"ambiguous volume: {nonzero} nonzero values in a sample of its chunks, instance "
+        "ids or class ids; say --mask-type instance or semantic"
+    )
 
 
 class _Prepared:
