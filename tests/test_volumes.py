@@ -148,7 +148,7 @@ def _interrupt_after_first_chunk_row(monkeypatch, masks: Path, out: Path, **opti
             run(masks, out, **options)
 
 
-def test_interrupted_volume_is_resumed_chunk_by_chunk(tmp_path, labels, monkeypatch):
+def test_interrupted_volume_is_resumed_chunk_by_chunk(tmp_path, labels, monkeypatch, caplog):
     masks, out = tmp_path / "masks", tmp_path / "out"
     masks.mkdir()
     write_zarr(masks / "vol.zarr", labels)
@@ -164,10 +164,13 @@ def test_interrupted_volume_is_resumed_chunk_by_chunk(tmp_path, labels, monkeypa
         blocks.append(instances.shape)
         return kernel(instances, **kwargs)
 
-    with monkeypatch.context() as patch:
+    with monkeypatch.context() as patch, caplog.at_level("INFO", logger="weightmaps"):
         patch.setattr(weightmaps.unet, "unet_weight_map", recording_kernel)
         report = run(masks, out)
     assert report.done == ["vol.zarr"]
+    assert "vol.zarr: instance, wrote unet, edge, balance (resumed: 48 of 144 chunks kept)" in (
+        caplog.messages
+    )
     # The kernel runs on chunks of (16, 24) x 16 x 16 along z (the last chunk of 8
     # is below the halo and merged with its neighbour): 32 blocks in all, of
     # which the first row of 16 was kept, so only the other 16 are computed.

@@ -1048,7 +1048,11 @@ def _execute(run: _Run, report: GenerateReport, options: _RunOptions) -> None:
                     run.record(plan, result)
                     report.done.append(job.rel)
                     report.mask_types[result["mask_type"]] += 1
-                    log(logging.INFO, f"{job.rel}: {result['mask_type']}, wrote {_kinds(result)}")
+                    resumed = f" ({result['resumed']})" if result.get("resumed") else ""
+                    log(
+                        logging.INFO,
+                        f"{job.rel}: {result['mask_type']}, wrote {_kinds(result)}{resumed}",
+                    )
                     saver.maybe_save()
             finally:
                 bar.close()

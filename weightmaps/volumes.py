@@ -469,9 +469,11 @@ def _compute(job: Any) -> dict[str, Any]:
     if prepared.target is not None and "target" in job.kinds:
         maps["target"] = prepared.target
     _, source_fingerprint = fingerprint(job.path)
-    outputs = _write_maps(job, maps, settings, source_fingerprint)
+    outputs, kept = _write_maps(job, maps, settings, source_fingerprint)
     recorded = spacing or file_spacing
+    total = sum(math.prod(array.numblocks) for array in maps.values())
     return {
+        "resumed": f"resumed: {kept} of {total} chunks kept" if kept else None,
         "mask_type": prepared.mask_type,
         "shape": list(volume.shape),
         "dtype": str(volume.dtype),
@@ -575,8 +577,8 @@ class _MapTarget:
 
 def _write_maps(
     job: Any, maps: dict[str, Any], settings: MapSettings, source_fingerprint: str
-) -> dict[str, dict[str, Any]]:
-    """Write every map of a volume in one pass over it: one read of each source chunk.
+) -> tuple[dict[str, dict[str, Any]], int]:
+    """Write every map of a volume in one pass: (manifest outputs, chunks kept from before).
 
     The maps share their graph (reading, labelling, carving), so storing them
     together computes each shared step once, and their min, max and mean come
@@ -639,7 +641,8 @@ def _write_maps(
             "max": float(high),
             "mean": float(mean),
         }
-    return outputs
+    kept = sum(math.prod(t.array.numblocks) - len(t.missing) for t in targets.values())
+    return outputs, kept
 
 
 def _summary(array: Any) -> tuple[Any, Any, Any]:
