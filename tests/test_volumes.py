@@ -403,3 +403,21 @@ def test_volume_job_runs_its_threads(tmp_path, labels, monkeypatch):
     write_zarr(masks / "vol.zarr", labels[:16, :32, :32])
     assert run(masks, tmp_path / "out", kinds=["edge"], mask_type="instance").done == ["vol.zarr"]
     assert seen == [(3, 3)]
+
+
+@pytest.mark.realdata
+def test_realdata_deflate_tiff_volume_chunked_equals_in_memory(realdata, tmp_path):
+    """stardist's 3D nuclei (deflate TIFF, 44 touching), read lazily in chunks of 16."""
+    import shutil
+
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    shutil.copy(realdata / "stardist" / "mask3d.tif", masks / "nuclei3d.tif")
+    options = {"separate_touching": True, "mask_type": "instance", "sigma": 2.0}
+    memory = run(masks, tmp_path / "memory", **options)
+    chunked = run(masks, tmp_path / "chunked", chunked_above=1000, chunks=16, **options)
+    assert memory.done == chunked.done == ["nuclei3d.tif"], (memory.failed, chunked.failed)
+    for kind in (*KINDS, "target"):
+        expected = tifffile.imread(tmp_path / "memory" / f"nuclei3d.{kind}.tif")
+        got = read_zarr(tmp_path / "chunked" / f"nuclei3d.{kind}.zarr")
+        np.testing.assert_allclose(got, expected, atol=1e-4 * OPTIONS["w0"], err_msg=kind)
