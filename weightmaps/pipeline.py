@@ -196,34 +196,30 @@ def find_masks(
         in_out = any(folder_path.is_relative_to(r) for r in out_roots)
         volumes = [d for d in subdirs if d.lower().endswith(".zarr")]
         subdirs[:] = [d for d in subdirs if d not in volumes]  # a volume is not entered
-        for name in volumes:
+        masks = [
+            n for n in files if not n.startswith(".") and Path(n).suffix.lower() in MASK_SUFFIXES
+        ]
+        for name in volumes + masks:
             if in_out and _is_own_output(name):
                 continue
             path = folder_path / name
             rel = path.relative_to(root).as_posix()
-            if patterns and not _matches(rel, name, patterns):
-                continue
-            error = None
-            if path.is_symlink():
-                error = "symbolic link to a folder; refused"
-            elif zarr_kind(path) not in ("array", "ome"):
-                error = "not a zarr array or OME-Zarr image"
-            found.append(MaskFile(path, rel, error))
-        for name in files:
-            if name.startswith(".") or Path(name).suffix.lower() not in MASK_SUFFIXES:
-                continue
-            if in_out and _is_own_output(name):
-                continue
-            path = folder_path / name
-            rel = path.relative_to(root).as_posix()
-            if patterns and not _matches(rel, name, patterns):
-                continue
-            error = None
-            if path.is_symlink() and not path.resolve().is_relative_to(root):
-                error = "symbolic link leads outside MASKS; refused"
-            found.append(MaskFile(path, rel, error))
+            if not patterns or _matches(rel, name, patterns):
+                found.append(MaskFile(path, rel, _refusal(path, root, is_volume=name in volumes)))
     found.sort(key=lambda m: m.rel)
     return found
+
+
+def _refusal(path: Path, root: Path, *, is_volume: bool) -> str | None:
+    """Why a mask found under MASKS cannot be read, or None."""
+    if is_volume:
+        if path.is_symlink():
+            return "symbolic link to a folder; refused"
+        if zarr_kind(path) not in ("array", "ome"):
+            return "not a zarr array or OME-Zarr image"
+    elif path.is_symlink() and not path.resolve().is_relative_to(root):
+        return "symbolic link leads outside MASKS; refused"
+    return None
 
 
 def _matches(rel: str, name: str, patterns: Sequence[str]) -> bool:
