@@ -147,3 +147,21 @@ def test_batched_jobs_survive_a_dying_worker_and_a_bad_mask(tmp_path, client):
     assert _records(tmp_path / "out") == _records(tmp_path / "local")
     again = generate(masks, tmp_path / "out", scheduler=client, kinds=("edge",))
     assert again.done == [] and len(again.skipped) == 39 and list(again.failed) == ["m17.tif"]
+
+
+def _fails_on_poison(job: str) -> dict:
+    if job == "poison":
+        raise RuntimeError("poisoned")  # as a job that keeps killing its workers
+    return {"job": job}
+
+
+def test_a_failing_job_fails_alone_not_its_batch_mates(client):
+    from weightmaps.cluster import DaskWorkers, batches
+
+    jobs = [f"ok{i}" for i in range(20)] + ["poison"] + [f"ok{i}" for i in range(20, 40)]
+    assert max(len(b) for b in batches(jobs, workers=2)) > 1
+    with DaskWorkers(client) as engine:
+        results = dict(engine.run(_fails_on_poison, jobs))
+    assert sorted(results) == sorted(jobs)
+    assert "failed on the cluster: RuntimeError: poisoned" in results.pop("poison")["error"]
+    assert {job: r for job, r in results.items() if r != {"job": job}} == {}

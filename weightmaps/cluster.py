@@ -17,13 +17,13 @@ from typing import Any
 
 __all__ = ["DaskWorkers", "check_scheduler"]
 
+_LARGEST_BATCH = 4
+
 # Dask's nannies start workers with MALLOC_TRIM_THRESHOLD_=65536, which also
 # fixes glibc's mmap threshold: every map-sized array is then a fresh mmap,
 # and a mask's job spends a fifth of its time in page faults (5300 per
 # 512x512 mask instead of 2). Our jobs free everything they allocate, so the
 # memory glibc keeps is bounded by one job's arrays.
-_LARGEST_BATCH = 4
-
 _KEEP_FREED_MEMORY = {"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}
 
 
@@ -108,31 +108,33 @@ class DaskWorkers:
         from distributed import as_completed
 
         todo = iter(batches(jobs, self.workers))
+        alone: list[list[Any]] = []  # the jobs of a failed batch, retried one per task
         pending: dict[Any, list[Any]] = {}
         finished = as_completed()
 
-        def submit(batch: list[Any]) -> None:
-            future = self.client.submit(_run_batch, function, batch, pure=False)
-            pending[future] = batch
-            finished.add(future)
+        def submit_next() -> None:
+            batch = alone.pop() if alone else next(todo, None)
+            if batch is not None:
+                future = self.client.submit(_run_batch, function, batch, pure=False)
+                pending[future] = batch
+                finished.add(future)
 
         try:
             # A bounded window keeps the scheduler's task list short for any
             # number of masks, while every worker always has work queued.
-            for batch in todo:
-                submit(batch)
-                if len(pending) >= 2 * self.workers:
-                    break
+            for _ in range(2 * self.workers):
+                submit_next()
             for future in finished:
                 batch = pending.pop(future)
                 try:
                     results = future.result()
                 except Exception as exc:  # a job that kept killing its workers
-                    reason = f"failed on the cluster: {type(exc).__name__}: {exc}"
-                    results = [{"error": reason}] * len(batch)
-                next_batch = next(todo, None)
-                if next_batch is not None:
-                    submit(next_batch)
+                    if len(batch) > 1:  # find which one: its batch-mates are fine
+                        alone.extend([job] for job in reversed(batch))
+                        submit_next()
+                        continue
+                    results = [{"error": f"failed on the cluster: {type(exc).__name__}: {exc}"}]
+                submit_next()
                 yield from zip(batch, results, strict=True)
         finally:
             if pending:

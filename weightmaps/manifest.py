@@ -66,9 +66,9 @@ def map_name(rel: str, kind: str, suffix: str) -> str:
 def _manifest_text(data: dict[str, Any]) -> str:
     """The manifest as JSON: indented, with one line per mask.
 
-    ``json.dumps(indent=...)`` runs Python's pure encoder, 25 times slower
-    than the C one that unindented records get: 5.5 s instead of 0.2 s for
-    a manifest of 10^5 masks, which a long run rewrites every few seconds.
+    ``json.dumps(indent=...)`` runs Python's pure encoder; records dumped
+    unindented run the C one: a manifest of 10^5 masks takes 1.9 s to write
+    instead of 5.5 s, and a long run rewrites it again and again.
     """
     masks = data.get("masks") or {}
     head = json.dumps({k: v for k, v in data.items() if k != "masks"}, indent=1)
