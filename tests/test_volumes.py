@@ -373,7 +373,7 @@ def test_a_volume_job_gets_its_share_of_the_cores(monkeypatch):
 
     from weightmaps import pipeline
 
-    monkeypatch.setattr(pipeline.os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
+    monkeypatch.setattr(pipeline, "default_workers", lambda: 8)
     share = pipeline._volume_threads
     assert share(SimpleNamespace(scheduler=None), 1) == 8
     assert share(SimpleNamespace(scheduler=None), 3) == 2

@@ -1072,8 +1072,7 @@ def _volume_threads(options: _RunOptions, workers: int) -> int | None:
         processes = int(scheduler[len("local:") :])
     else:
         return None
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, (cores or 1) // processes)
+    return max(1, default_workers() // processes)
 
 
 def _counts_missing(run: _Run, plans: list[_Plan]) -> bool:
