@@ -2,16 +2,19 @@
 
 Exit codes: 0 all done, 1 some masks failed (or, for ``check``, maps are
 missing or stale), 2 usage error, 3 the run could not proceed (output not
-writable, locked by another run, unreadable manifest), 130 Ctrl-C.
+writable, locked by another run, unreadable manifest), 130 Ctrl-C, 143 SIGTERM.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
+import signal
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +29,36 @@ from weightmaps.volumes import DEFAULT_CHUNKED_ABOVE
 
 EXIT_RUN_ERROR = 3
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 128 + signal.SIGTERM
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, ``timeout``, Slurm): stopped like Ctrl-C, finished masks kept."""
+
+
+_terminated = threading.Event()
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    _terminated.set()
+    raise _Terminated()
+
+
+@contextlib.contextmanager
+def _sigterm_stops_cleanly() -> Iterator[None]:
+    """Within the block, SIGTERM interrupts the run as Ctrl-C does.
+
+    By default SIGTERM ends Python at once: the manifest misses the masks
+    finished since its last save and temporary files stay behind.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _numbers(text: str, name: str, kind: type = float) -> tuple:
@@ -215,7 +248,7 @@ def main() -> None:
 
     Exit codes: 0 success, 1 some masks failed (check: maps missing or
     stale), 2 usage error, 3 run error (output not writable, locked, bad
-    manifest), 130 interrupted.
+    manifest), 130 interrupted (143: SIGTERM).
     """
 
 
@@ -297,13 +330,16 @@ def generate(masks: Path, out: Path, quiet: bool, verbose: int, **params: Any) -
     settings = _pop_settings(params)
     log = _make_log(verbose + (1 if params["dry_run"] else 0), quiet)
     try:
-        report = run_generate(
-            masks, out, progress=False if quiet else None, log=log, **params, **settings
-        )
+        with _sigterm_stops_cleanly():
+            report = run_generate(
+                masks, out, progress=False if quiet else None, log=log, **params, **settings
+            )
     except GenerateInterrupted as exc:
-        click.echo("interrupted: finished masks are recorded; run again to resume", err=True)
+        terminated = _terminated.is_set()
+        what = "terminated" if terminated else "interrupted"
+        click.echo(f"{what}: finished masks are recorded; run again to resume", err=True)
         click.echo(exc.report.summary(), err=True)
-        sys.exit(EXIT_INTERRUPTED)
+        sys.exit(EXIT_TERMINATED if terminated else EXIT_INTERRUPTED)
     summary = report.summary()
     click.echo(summary.splitlines()[0] if quiet else summary, err=quiet)
     sys.exit(report.exit_code)
@@ -323,18 +359,19 @@ def check(masks: Path, out: Path, verbose: bool, **params: Any) -> None:
     Parameters not given are those of the last generate run into OUT.
     """
     from weightmaps.pipeline import check as run_check
+    from weightmaps.pipeline import printable
 
     settings = _pop_settings(params)
     report = run_check(masks, out, **params, **settings)
     for rel, reason in report.failed.items():
-        click.echo(f"unreadable {rel}: {reason}")
+        click.echo(f"unreadable {printable(rel)}: {printable(reason)}")
     for rel, kind, reason in report.missing:
-        click.echo(f"missing  {rel} [{kind}]: {reason}")
+        click.echo(f"missing  {printable(rel)} [{kind}]: {reason}")
     for rel, kind, reason in report.stale:
-        click.echo(f"stale    {rel} [{kind}]: {reason}")
+        click.echo(f"stale    {printable(rel)} [{kind}]: {reason}")
     if verbose:
         for rel, kind in report.current:
-            click.echo(f"current  {rel} [{kind}]")
+            click.echo(f"current  {printable(rel)} [{kind}]")
     click.echo(
         f"{len(report.current)} current, {len(report.stale)} stale, "
         f"{len(report.missing)} missing"
@@ -403,8 +440,10 @@ def _print_stats(summary: dict[str, Any], failed: dict[str, str]) -> None:
             "note: semantic class ids and the foreground (1) of the other masks are summed "
             "together; run stats per kind of mask (--glob) or name --mask-type"
         )
+    from weightmaps.pipeline import printable
+
     for rel, reason in failed.items():
-        click.echo(f"FAILED {rel}: {reason}", err=True)
+        click.echo(f"FAILED {printable(rel)}: {printable(reason)}", err=True)
 
 
 @main.command()
@@ -450,7 +489,9 @@ def preview(
         label = read_mask(mask, channel=channel, rgb_rule=rgb_rule)
         picture = None if image is None else _read_image(image)
     except MaskReadError as exc:
-        click.echo(f"error: {exc}", err=True)
+        from weightmaps.pipeline import printable
+
+        click.echo(f"error: {printable(str(exc))}", err=True)
         sys.exit(1)
     if maps_dir is not None:
         files = maps_of(mask, maps_dir, by_name=False)

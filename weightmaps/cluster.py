@@ -25,6 +25,19 @@ _LARGEST_BATCH = 4
 # 512x512 mask instead of 2). Our jobs free everything they allocate, so the
 # memory glibc keeps is bounded by one job's arrays.
 _KEEP_FREED_MEMORY = {"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}
+# Ctrl-C reaches every process of the terminal's process group: local workers
+# would each print a KeyboardInterrupt traceback while the client shuts them
+# down anyway. They run dask_setup below as they start (restarts included).
+_WORKERS_IGNORE_CTRL_C = {"distributed.worker.preload": ["weightmaps.cluster"]}
+
+
+def dask_setup(worker: Any) -> None:
+    """Dask worker preload hook: local workers leave Ctrl-C to the client."""
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def check_scheduler(scheduler: object) -> None:
@@ -68,7 +81,7 @@ class DaskWorkers:
         from distributed import Client, LocalCluster
 
         if isinstance(self.scheduler, str) and self.scheduler.startswith("local:"):
-            with dask.config.set(_KEEP_FREED_MEMORY):
+            with dask.config.set({**_KEEP_FREED_MEMORY, **_WORKERS_IGNORE_CTRL_C}):
                 self._cluster = LocalCluster(
                     n_workers=int(self.scheduler[len("local:") :]),
                     threads_per_worker=1,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import shlex
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from weightmaps.io import DEFAULT_MAX_PIXELS, read_mask
 from weightmaps.manifest import MANIFEST_NAME, Manifest, file_sha256
 from weightmaps.maps import KINDS, PARAM_KEYS, MapSettings
 from weightmaps.masktype import MaskTypeError, infer_mask_type
-from weightmaps.pipeline import find_masks, output_name
+from weightmaps.pipeline import find_masks, output_name, printable
 
 __all__ = ["IMAGE_SUFFIXES", "StaleMapsError", "WeightMapDataset"]
 
@@ -158,7 +159,14 @@ class WeightMapDataset(Dataset):
         patterns = (glob,) if isinstance(glob, str) else tuple(glob)
         masks = find_masks(self.masks_dir, out_dir=self.maps_dir, patterns=patterns)
         problems: list[str] = []
-        self._items = [self._pair(m.rel, m.path, manifest, verify, problems) for m in masks]
+        self._items = []
+        for mask in masks:
+            if mask.error is None:
+                self._items.append(self._pair(mask.rel, mask.path, manifest, verify, problems))
+            elif verify:
+                problems.append(f"{printable(mask.rel)}: {mask.error}")
+            else:
+                warnings.warn(f"skipped {printable(mask.rel)}: {mask.error}", stacklevel=2)
         if verify and settings is not None and manifest is not None:
             problems.extend(self._parameter_problems(manifest, settings))
         if problems:

@@ -18,9 +18,11 @@ it is checked to stay inside OUT before it is used.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import hashlib
 import json
 import os
+import stat
 from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -94,9 +96,22 @@ def params_digest(params: Mapping[str, Any]) -> str:
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str:
-    """SHA-256 of a file's bytes, as hex."""
-    with open(path, "rb") as fh:
-        return hashlib.file_digest(fh, "sha256").hexdigest()
+    """SHA-256 of a regular file's bytes, as hex.
+
+    Opened without blocking and checked on the open descriptor, so a FIFO
+    or device swapped in for a mask raises ``OSError`` instead of hanging.
+    """
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", os.fspath(path))
+        os.set_blocking(fd, True)
+        with os.fdopen(fd, "rb") as fh:
+            fd = -1  # closed with fh
+            return hashlib.file_digest(fh, "sha256").hexdigest()
+    finally:
+        if fd >= 0:
+            os.close(fd)
 
 
 def safe_relative_path(text: object) -> PurePosixPath:

@@ -25,6 +25,7 @@ import fnmatch
 import logging
 import multiprocessing
 import os
+import stat
 import sys
 import time
 from collections import Counter
@@ -50,7 +51,7 @@ from weightmaps.io import (
     read_mask,
     read_spacing_unit,
 )
-from weightmaps.lock import OutputLocked, output_lock
+from weightmaps.lock import OutputLocked, die_with_parent, output_lock
 from weightmaps.manifest import (
     MANIFEST_NAME,
     Manifest,
@@ -79,7 +80,7 @@ from weightmaps.volumes import (
     tree_size,
     zarr_kind,
 )
-from weightmaps.writing import write_tiff_atomic
+from weightmaps.writing import remove_leftover_temporaries, write_tiff_atomic
 
 __all__ = [
     "EXIT_FAILED",
@@ -114,9 +115,11 @@ EXIT_RUN_ERROR = 3
 EXIT_INTERRUPTED = 130
 """Stopped by Ctrl-C; finished masks are recorded, rerun to resume."""
 
-# Writing errors that will hit every following file too: stop the run.
+# Writing errors that will hit every following file too: stop the run. EFBIG
+# is a file size limit (ulimit -f, a file system's largest file): maps of one
+# dataset have similar sizes.
 _FATAL_WRITE_ERRORS = frozenset(
-    {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT}
+    {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT, errno.EFBIG}
 )
 # The manifest is rewritten at most this often while masks complete.
 _MANIFEST_INTERVAL_S = 1.0
@@ -136,6 +139,24 @@ class GenerateInterrupted(KeyboardInterrupt):
     def __init__(self, report: GenerateReport) -> None:
         super().__init__("interrupted")
         self.report = report
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters escaped, so that a message stays one line.
+
+    File names come from strangers: a newline or a terminal escape in one
+    must not split a report line or drive the terminal.
+
+    Examples
+    --------
+    >>> printable("a\\nb.png")
+    'a\\\\nb.png'
+    >>> printable("noyau_é.tif")
+    'noyau_é.tif'
+    """
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def output_name(rel: str, kind: str) -> str:
@@ -188,7 +209,8 @@ def find_masks(
     root = Path(masks_dir).resolve()
     out_roots = [] if out_dir is None else [Path(out_dir).resolve()]
     found: list[MaskFile] = []
-    for folder, subdirs, files in os.walk(root):
+    unreadable: list[OSError] = []
+    for folder, subdirs, files in os.walk(root, onerror=unreadable.append):
         subdirs[:] = sorted(d for d in subdirs if not d.startswith("."))
         folder_path = Path(folder)
         if MANIFEST_NAME in files:
@@ -206,19 +228,49 @@ def find_masks(
             rel = path.relative_to(root).as_posix()
             if not patterns or _matches(rel, name, patterns):
                 found.append(MaskFile(path, rel, _refusal(path, root, is_volume=name in volumes)))
+    for exc in unreadable:
+        # Masks inside may have been missed: a failure, never a silent skip.
+        folder_path = Path(exc.filename or root)
+        rel = folder_path.relative_to(root).as_posix() if folder_path != root else "."
+        found.append(MaskFile(folder_path, rel, f"cannot read folder: {exc.strerror or exc}"))
     found.sort(key=lambda m: m.rel)
     return found
 
 
+_FILE_TYPES = {
+    stat.S_IFIFO: "a FIFO (named pipe)",
+    stat.S_IFSOCK: "a socket",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+}
+
+
 def _refusal(path: Path, root: Path, *, is_volume: bool) -> str | None:
-    """Why a mask found under MASKS cannot be read, or None."""
-    if is_volume:
-        if path.is_symlink():
+    """Why a mask found under MASKS cannot be read, or None.
+
+    Only regular files (and zarr folders) are masks: reading a FIFO or a
+    device would block or never end.
+    """
+    if path.is_symlink():
+        if is_volume:
             return "symbolic link to a folder; refused"
+        try:
+            target = path.resolve(strict=True)
+        except (OSError, RuntimeError) as exc:  # a loop: RuntimeError before Python 3.13
+            return f"symbolic link cannot be followed: {getattr(exc, 'strerror', None) or exc}"
+        if not target.is_relative_to(root):
+            return "symbolic link leads outside MASKS; refused"
+    if is_volume:
         if zarr_kind(path) not in ("array", "ome"):
             return "not a zarr array or OME-Zarr image"
-    elif path.is_symlink() and not path.resolve().is_relative_to(root):
-        return "symbolic link leads outside MASKS; refused"
+        return None
+    try:
+        mode = path.stat().st_mode
+    except OSError as exc:
+        return f"cannot read: {exc.strerror or exc}"
+    if not stat.S_ISREG(mode):
+        what = _FILE_TYPES.get(stat.S_IFMT(mode), "a special file")
+        return f"not a regular file ({what}); skipped"
     return None
 
 
@@ -415,7 +467,14 @@ class _Workers:
             context = (
                 multiprocessing.get_context("fork") if sys.platform.startswith("linux") else None
             )
-            self._pool = ProcessPoolExecutor(self.workers, mp_context=context)
+            # Workers end with this process, even when it is killed (SIGKILL,
+            # the OOM killer): an orphan would hold memory and run on forever.
+            self._pool = ProcessPoolExecutor(
+                self.workers,
+                mp_context=context,
+                initializer=die_with_parent,
+                initargs=(os.getpid(),),
+            )
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -447,7 +506,7 @@ class _Workers:
                         result = future.result()
                     except BrokenProcessPool as exc:
                         raise PipelineError(
-                            f"a worker process died while processing {job.rel} "
+                            f"a worker process died while processing {printable(job.rel)} "
                             "(out of memory? try fewer --workers)"
                         ) from exc
                     yield job, result
@@ -513,7 +572,7 @@ class GenerateReport:
             + ("" if self.dry_run else f" in {self.elapsed:.1f} s ({self.throughput:.1f} masks/s)")
         ]
         for rel, reason in list(self.failed.items())[:20]:
-            lines.append(f"  FAILED {rel}: {reason}")
+            lines.append(f"  FAILED {printable(rel)}: {printable(reason)}")
         if len(self.failed) > 20:
             lines.append(f"  ... and {len(self.failed) - 20} more failures")
         if len(self.mask_types) > 1:
@@ -953,6 +1012,11 @@ def _generate(
         with output_lock(out_path):
             manifest = _open_manifest(out_path, options.force)
             run = _new_run(masks_path, out_path, settings, read, kinds, manifest, options)
+            removed = remove_leftover_temporaries(out_path)
+            if removed:
+                options.log(
+                    logging.INFO, f"removed {removed} temporary files left by an interrupted run"
+                )
             _execute(run, report, options)
     except OutputLocked as exc:
         raise PipelineError(str(exc)) from exc
@@ -1016,7 +1080,10 @@ def _execute(run: _Run, report: GenerateReport, options: _RunOptions) -> None:
             for plan in todo:
                 report.reasons[plan.mask.rel] = dict(plan.todo)
                 detail = ", ".join(f"{k}: {r}" for k, r in plan.todo.items())
-                log(logging.INFO if dry_run else logging.DEBUG, f"{plan.mask.rel}: {detail}")
+                log(
+                    logging.INFO if dry_run else logging.DEBUG,
+                    f"{printable(plan.mask.rel)}: {detail}",
+                )
             if dry_run:
                 report.done.extend(p.mask.rel for p in todo)
                 return
@@ -1033,7 +1100,7 @@ def _execute(run: _Run, report: GenerateReport, options: _RunOptions) -> None:
                     plan = by_rel[job.rel]
                     if "fatal" in result:
                         results.close()
-                        raise PipelineError(f"{job.rel}: {result['fatal']}")
+                        raise PipelineError(f"{printable(job.rel)}: {printable(result['fatal'])}")
                     if "error" in result:
                         _fail(report, run, job.rel, result["error"], log)
                         if fail_fast:
@@ -1045,10 +1112,8 @@ def _execute(run: _Run, report: GenerateReport, options: _RunOptions) -> None:
                     report.done.append(job.rel)
                     report.mask_types[result["mask_type"]] += 1
                     resumed = f" ({result['resumed']})" if result.get("resumed") else ""
-                    log(
-                        logging.INFO,
-                        f"{job.rel}: {result['mask_type']}, wrote {_kinds(result)}{resumed}",
-                    )
+                    wrote = f"{result['mask_type']}, wrote {_kinds(result)}{resumed}"
+                    log(logging.INFO, f"{printable(job.rel)}: {wrote}")
                     saver.maybe_save()
             finally:
                 bar.close()
@@ -1210,7 +1275,7 @@ def _fail(report: GenerateReport, run: _Run, rel: str, reason: str, log: LogFunc
     if record is not None:
         # Its maps no longer describe the mask on disk.
         record["outputs"] = {}
-    log(logging.ERROR, f"FAILED {rel}: {reason}")
+    log(logging.ERROR, f"FAILED {printable(rel)}: {printable(reason)}")
 
 
 def _plan_all(

@@ -31,11 +31,13 @@ extra.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import math
 import os
 import shutil
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -110,13 +112,24 @@ def zarr_kind(path: str | os.PathLike[str]) -> str | None:
 
 
 def _files(root: Path) -> list[tuple[str, int, int]]:
+    """(relative path, size, mtime_ns) of every file of a zarr folder.
+
+    Raises OSError for what zarr must never read: a FIFO or device (the read
+    would block) or a symbolic link leading out of the folder.
+    """
     entries = []
+    real_root = root.resolve()
     for folder, subdirs, files in os.walk(root):
         subdirs.sort()
         for name in files:
-            stat = os.stat(os.path.join(folder, name))
-            rel = os.path.relpath(os.path.join(folder, name), root).replace(os.sep, "/")
-            entries.append((rel, stat.st_size, stat.st_mtime_ns))
+            path = os.path.join(folder, name)
+            rel = os.path.relpath(path, root).replace(os.sep, "/")
+            if os.path.islink(path) and not Path(path).resolve().is_relative_to(real_root):
+                raise OSError(errno.EPERM, f"{rel} is a symbolic link out of the volume; refused")
+            info = os.stat(path)
+            if not stat.S_ISREG(info.st_mode):
+                raise OSError(errno.EINVAL, f"{rel} is not a regular file; refused")
+            entries.append((rel, info.st_size, info.st_mtime_ns))
     entries.sort()
     return entries
 
@@ -141,9 +154,9 @@ def fingerprint(path: str | os.PathLike[str]) -> tuple[int, str]:
         entries = _files(path)
         size = sum(e[1] for e in entries)
     else:
-        stat = path.stat()
-        entries = [("", stat.st_size, stat.st_mtime_ns)]
-        size = stat.st_size
+        info = path.stat()
+        entries = [("", info.st_size, info.st_mtime_ns)]
+        size = info.st_size
     text = json.dumps(entries, separators=(",", ":"))
     return size, "stat:" + hashlib.sha256(text.encode()).hexdigest()
 

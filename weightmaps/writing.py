@@ -15,7 +15,13 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["TEMP_SUFFIX", "atomic_path", "write_text_atomic", "write_tiff_atomic"]
+__all__ = [
+    "TEMP_SUFFIX",
+    "atomic_path",
+    "remove_leftover_temporaries",
+    "write_text_atomic",
+    "write_tiff_atomic",
+]
 
 TEMP_SUFFIX = ".wmtmp"
 """Suffix of the temporary files (hidden, in the destination folder)."""
@@ -124,3 +130,27 @@ def write_tiff_atomic(
         writer(tmp, array, **kwargs)
         size = tmp.stat().st_size
     return size
+
+
+def remove_leftover_temporaries(root: str | os.PathLike[str]) -> int:
+    """Remove the temporary files a killed run left under ``root``; return how many.
+
+    A run stopped by SIGKILL (the OOM killer, a scheduler's time limit)
+    cannot remove the file it was writing. Only hidden regular files named
+    ``.*.wmtmp`` are removed; hidden folders and symbolic links are not
+    entered, and the temporary zarr folders of volumes are kept (a rerun
+    resumes them). Call it only while holding the folder's lock, when no
+    other run can be writing there.
+    """
+    removed = 0
+    for folder, subdirs, files in os.walk(root):
+        subdirs[:] = [d for d in subdirs if not d.startswith(".")]
+        for name in files:
+            if not (name.startswith(".") and name.endswith(TEMP_SUFFIX)):
+                continue
+            path = os.path.join(folder, name)
+            if os.path.isfile(path) and not os.path.islink(path):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)
+                    removed += 1
+    return removed
