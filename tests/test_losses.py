@@ -901,3 +901,256 @@ def test_deep_supervision_errors():
         deep_supervision_loss([mask[:, 0]], mask, None, structure_loss)
     with pytest.raises(ValueError, match="at least one"):
         deep_supervision_loss([], mask, None, structure_loss)
+
+
+# ----------------------------------------------------------------------------
+# Value checks (check_inputs) and empty batches, for every loss and module
+# ----------------------------------------------------------------------------
+
+NAN, INF = float("nan"), float("inf")
+
+
+# (name, call(logits, target, weight, **kw)) for every loss and its module.
+BINARY_CALLS = [
+    ("bce", weighted_bce_with_logits),
+    ("structure", structure_loss),
+    ("balanced", balanced_bce_with_logits),
+    ("bce_module", lambda x, t, w, **kw: WeightedBCEWithLogitsLoss(**kw)(x, t, w)),
+    ("structure_module", lambda x, t, w, **kw: StructureLoss(**kw)(x, t, w)),
+    ("balanced_module", lambda x, t, w, **kw: BalancedBCEWithLogitsLoss(**kw)(x, t, w)),
+]
+CE_CALLS = [
+    ("ce", weighted_cross_entropy),
+    ("ce_module", lambda x, t, w, **kw: WeightedCrossEntropyLoss(**kw)(x, t, w)),
+]
+
+
+@pytest.mark.parametrize(
+    "bad, message",
+    [(-0.5, "negative values"), (NAN, "NaN"), (INF, "infinite"), (-INF, "infinite")],
+)
+@pytest.mark.parametrize("name, call", BINARY_CALLS + CE_CALLS, ids=lambda v: str(v))
+def test_bad_weights_are_refused(name, call, bad, message):
+    if name.startswith("ce"):
+        logits, target, weight = ce_data(n_ignored=0)
+    else:
+        logits, target, weight = bce_data()
+    weight.view(-1)[5] = bad
+    with pytest.raises(ValueError, match=f"weight holds {message}"):
+        call(logits, target, weight)
+    # Unchecked, the value goes into the formula: a NaN or inf weight makes
+    # the loss NaN (inf * l / inf), which is at least not silent.
+    got = call(logits, target, weight, check_inputs=False)
+    if math.isnan(bad) or math.isinf(bad):
+        assert math.isnan(got.item()) or math.isinf(got.item())
+
+
+def test_ce_weights_of_ignored_pixels_are_not_checked():
+    logits, target, weight = ce_data(n_ignored=6)
+    noisy = weight.clone()
+    ignored = (target == -100).nonzero()
+    noisy[tuple(ignored[0])] = NAN
+    noisy[tuple(ignored[1])] = -3.0
+    noisy[tuple(ignored[2])] = INF
+    for r in REDUCED:
+        torch.testing.assert_close(
+            weighted_cross_entropy(logits, target, noisy, reduction=r),
+            weighted_cross_entropy(logits, target, weight, reduction=r),
+        )
+
+
+@pytest.mark.parametrize("reduction", ["mean", "image_mean"])
+def test_unchecked_negative_weights_follow_the_formula_not_the_sum(reduction):
+    # The quotient used to fall back to the sum whenever sum(w) <= 0.
+    logits, target, weight = ce_data(n_ignored=0)
+    weight = weight - 3.0  # mostly negative: every image's sum(w) < 0
+    images = ce_records(logits, target, weight)
+    assert all(sum(r[1] for r in recs) < 0 for recs in images)
+    got = weighted_cross_entropy(logits, target, weight, reduction=reduction, check_inputs=False)
+    assert got.item() == pytest.approx(reduce_records(images, reduction), rel=1e-5)
+    total = weighted_cross_entropy(logits, target, weight, reduction="sum", check_inputs=False)
+    assert got.item() != pytest.approx(total.item(), rel=1e-3)
+
+    logits, target, weight = bce_data()
+    weight = weight - 3.0
+    images = bce_records(logits, target, weight)
+    got = weighted_bce_with_logits(logits, target, weight, reduction=reduction, check_inputs=False)
+    assert got.item() == pytest.approx(reduce_records(images, reduction), rel=1e-5)
+
+
+@pytest.mark.parametrize(
+    "bad, message",
+    [(255.0, r"\[0, 255\]; divide a 0/255 mask by 255"), (-0.25, r"\[-0.25, 1\]"), (NAN, "NaN")],
+)
+@pytest.mark.parametrize("name, call", BINARY_CALLS, ids=lambda v: str(v))
+def test_targets_outside_0_1_are_refused(name, call, bad, message):
+    logits, target, weight = bce_data()
+    target.view(-1)[3] = 1.0
+    target.view(-1)[7] = bad
+    with pytest.raises(ValueError, match=message):
+        call(logits, target, weight)
+    with pytest.raises(ValueError, match=message):
+        call(logits, target, None)
+
+
+def test_unchecked_0_255_target_gives_the_formula():
+    # What the issue saw: a 0/255 float target makes BCE a large negative number.
+    logits, target, weight = bce_data()
+    target = target * 255
+    got = weighted_bce_with_logits(logits, target, weight, reduction="sum", check_inputs=False)
+    expected = reduce_records(bce_records(logits, target, weight), "sum")
+    assert got.item() == pytest.approx(expected, rel=1e-5)
+    assert got.item() < -1000
+    # Bool and in-range soft targets pass the check untouched.
+    logits, soft, weight = bce_data(soft=True)
+    for t in (soft, soft > 0.5):
+        torch.testing.assert_close(
+            weighted_bce_with_logits(logits, t, weight),
+            weighted_bce_with_logits(logits, t, weight, check_inputs=False),
+        )
+
+
+@pytest.mark.parametrize("name, call", CE_CALLS, ids=lambda v: str(v))
+def test_ce_class_ids_out_of_range_are_refused(name, call):
+    logits, target, weight = ce_data(ignore=255)
+    for bad in (3, -1):
+        t = target.clone()
+        t.view(-1)[0] = bad
+        with pytest.raises(ValueError, match=rf"class id {bad}; .*\[0, 3\).*ignore_index \(255\)"):
+            call(logits, t, weight, ignore_index=255)
+    # ignore_index itself (here out of [0, C)) is fine.
+    call(logits, target, weight, ignore_index=255)
+
+
+@pytest.mark.parametrize("bad, message", [(-1.0, "negative"), (NAN, "NaN"), (INF, "infinite")])
+def test_ce_class_weight_is_checked(bad, message):
+    logits, target, weight = ce_data()
+    cw = torch.tensor([1.0, bad, 2.0])
+    with pytest.raises(ValueError, match=f"class_weight holds {message}"):
+        weighted_cross_entropy(logits, target, weight, class_weight=cw)
+    with pytest.raises(ValueError, match=f"class_weight holds {message}"):
+        WeightedCrossEntropyLoss(class_weight=cw)(logits, target, weight)
+    # Unchecked: PyTorch's own per-pixel loss with that class weight.
+    WeightedCrossEntropyLoss(class_weight=cw, check_inputs=False)(logits, target, weight)
+
+
+def test_check_inputs_changes_nothing_on_good_inputs():
+    logits, target, weight = ce_data()
+    for r in REDUCTIONS_ALL:
+        a = weighted_cross_entropy(logits, target, weight, reduction=r)
+        b = weighted_cross_entropy(logits, target, weight, reduction=r, check_inputs=False)
+        assert torch.equal(a, b)
+    logits, target, weight = bce_data(soft=True)
+    for call in (weighted_bce_with_logits, balanced_bce_with_logits):
+        for r in REDUCTIONS_ALL:
+            a = call(logits, target, weight, reduction=r)
+            assert torch.equal(a, call(logits, target, weight, reduction=r, check_inputs=False))
+    a = structure_loss(logits, target, weight)
+    assert torch.equal(a, structure_loss(logits, target, weight, check_inputs=False))
+    for module in (
+        WeightedCrossEntropyLoss(check_inputs=False),
+        WeightedBCEWithLogitsLoss(check_inputs=False),
+        StructureLoss(check_inputs=False),
+        BalancedBCEWithLogitsLoss(check_inputs=False),
+    ):
+        assert module.check_inputs is False
+        assert "check_inputs=False" in repr(module)
+
+
+REDUCTIONS_ALL = (*REDUCED, "none")
+
+
+def _empty_cases(shape):
+    """(name, call(logits), expected 'none' shape or None) on an empty batch."""
+    b, _, *spatial = shape
+    g = torch.zeros(shape)
+    w = torch.ones(shape)
+    tc = torch.zeros((b, *spatial), dtype=torch.long)
+    cases = []
+    for r in REDUCTIONS_ALL:
+        none = r == "none"
+        cases += [
+            (
+                f"ce-{r}",
+                lambda x, r=r: weighted_cross_entropy(x, tc, w[:, 0], reduction=r),
+                3,
+                (b, *spatial) if none else (),
+            ),
+            (
+                f"ce_module-{r}",
+                lambda x, r=r: WeightedCrossEntropyLoss(reduction=r)(x, tc, None),
+                3,
+                (b, *spatial) if none else (),
+            ),
+            (
+                f"bce-{r}",
+                lambda x, r=r: weighted_bce_with_logits(x, g, w, reduction=r),
+                1,
+                shape if none else (),
+            ),
+            (
+                f"bce_module-{r}",
+                lambda x, r=r: WeightedBCEWithLogitsLoss(reduction=r)(x, g, None),
+                1,
+                shape if none else (),
+            ),
+            (
+                f"balanced-{r}",
+                lambda x, r=r: balanced_bce_with_logits(x, g, reduction=r),
+                1,
+                shape if none else (),
+            ),
+            (
+                f"balanced_w-{r}",
+                lambda x, r=r: balanced_bce_with_logits(x, g, w, reduction=r),
+                1,
+                shape if none else (),
+            ),
+            (
+                f"balanced_module-{r}",
+                lambda x, r=r: BalancedBCEWithLogitsLoss(reduction=r)(x, g),
+                1,
+                shape if none else (),
+            ),
+        ]
+    cases += [
+        ("structure", lambda x: structure_loss(x, g), 1, ()),
+        ("structure_w", lambda x: structure_loss(x, g, w), 1, ()),
+        ("structure_legacy", lambda x: structure_loss(x, g, legacy_reduce=True), 1, ()),
+        ("structure_module", lambda x: StructureLoss()(x, g), 1, ()),
+    ]
+    return cases
+
+
+@pytest.mark.parametrize("shape", [(0, 1, 8, 8), (0, 1, 4, 6, 5), (2, 1, 0, 8)])
+def test_empty_batch_gives_zero_with_a_graph(shape):
+    for name, call, channels, expected_shape in _empty_cases(shape):
+        x = torch.zeros((shape[0], channels, *shape[2:]), requires_grad=True)
+        got = call(x)
+        assert got.dtype == torch.float32, name
+        assert tuple(got.shape) == expected_shape, name
+        assert got.requires_grad, name
+        if got.ndim == 0:
+            assert got.item() == 0.0, name
+        got.sum().backward()
+        assert x.grad is not None and x.grad.shape == x.shape, name
+
+
+@pytest.mark.parametrize("mode", ["upsample", "downsample"])
+def test_deep_supervision_empty_batch(mode):
+    outputs = [torch.zeros(0, 1, s, s, requires_grad=True) for s in (16, 8)]
+    target, weight = torch.zeros(0, 1, 16, 16), torch.ones(0, 16, 16)
+    for loss in (structure_loss, StructureLoss(), BalancedBCEWithLogitsLoss(reduction="mean")):
+        got = deep_supervision_loss(outputs, target, weight, loss, f3net_factors(2), mode)
+        assert got.item() == 0.0 and got.requires_grad
+        got.backward()
+        assert all(o.grad is not None for o in outputs)
+
+
+def test_deep_supervision_checks_come_from_the_wrapped_loss():
+    outputs, mask, weight = ds_data()
+    weight[0, 0, 0] = -1.0
+    with pytest.raises(ValueError, match="negative"):
+        DeepSupervisionLoss(StructureLoss())(outputs, mask, weight)
+    got = DeepSupervisionLoss(StructureLoss(check_inputs=False))(outputs, mask, weight)
+    assert math.isfinite(got.item())

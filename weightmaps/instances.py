@@ -6,6 +6,8 @@ import numpy as np
 from scipy import ndimage as ndi
 from skimage import measure
 
+from weightmaps._labels import FLOAT64_EXACT_IDS, sequential_ids
+
 __all__ = ["label_instances", "separate_instances"]
 
 
@@ -83,7 +85,8 @@ def separate_instances(instances: np.ndarray, connectivity: int = 1) -> np.ndarr
     Returns
     -------
     ndarray
-        Same dtype and shape as ``instances``.
+        Same dtype and shape as ``instances``, the ids kept. Any id works,
+        up to ``2**64 - 1`` in uint64; negative ids are refused.
 
     Examples
     --------
@@ -94,12 +97,21 @@ def separate_instances(instances: np.ndarray, connectivity: int = 1) -> np.ndarr
     instances = _check_integer_mask(instances, "instances")
     if not 1 <= connectivity <= instances.ndim:
         raise ValueError(f"connectivity must be in 1..{instances.ndim}, got {connectivity}")
+    if instances.dtype.kind == "i" and instances.min() < 0:
+        raise ValueError("instance labels must be >= 0 (0 is background)")
     footprint = ndi.generate_binary_structure(instances.ndim, connectivity)
-    labels = instances.astype(np.int64, copy=False)
+    top = int(instances.max())
+    if top > FLOAT64_EXACT_IDS:
+        # ndimage compares through float64, where such ids may coincide (and
+        # uint64 ids from 2**63 turn negative as int64): carve on their ranks.
+        labels = sequential_ids(instances).astype(np.int64, copy=False)
+        top = int(labels.max())
+    else:
+        labels = instances.astype(np.int64, copy=False)
     # Background (and the outside) must never count as "a different instance":
     # it is 0 for the maximum and the largest value for the minimum.
     highest = ndi.maximum_filter(labels, footprint=footprint, mode="constant", cval=0)
-    sentinel = int(labels.max()) + 1  # kept small: ndimage passes cval through float64
+    sentinel = top + 1  # kept small: ndimage passes cval through float64
     lowest = ndi.minimum_filter(
         np.where(labels == 0, sentinel, labels), footprint=footprint, mode="constant", cval=sentinel
     )

@@ -22,7 +22,7 @@ cross-entropy: not ``ignore_index``):
     ``F.binary_cross_entropy_with_logits`` with ``reduction="mean"``.
 ``"image_mean"``
     ``sum(w * l) / sum(w)`` per image, then the mean over the images whose
-    ``sum(w)`` is positive (the per-image rescaling of many U-Net recipes).
+    ``sum(w)`` is not 0 (the per-image rescaling of many U-Net recipes).
 ``"pixel_mean"``
     ``sum(w * l) / n``, ``n`` the number of counted pixels: the plain mean of
     ``w * l`` of pytorch-3dunet and pytorch_connectomics.
@@ -33,7 +33,28 @@ cross-entropy: not ``ignore_index``):
 
 A quotient whose denominator is 0 (all weights 0, or every pixel ignored) is
 returned as 0, still attached to the graph, instead of NaN: such a batch
-contributes no gradient. Weights are expected to be non-negative.
+contributes no gradient. An empty batch (``B == 0``, or no pixels) is the
+same case: every reduced loss is 0 with a graph, ``"none"`` an empty tensor.
+It is a value, not an error, because nothing counts there exactly as when
+every pixel is ignored, and because a training loop can meet it legitimately
+(an uneven last shard, a loss over the images of a batch that have a mask);
+``backward()`` then still runs and gives zero gradients.
+
+Input checks
+------------
+Every loss function and module takes ``check_inputs`` (default True). It
+checks the values, not only the shapes, and raises a ValueError that names
+the problem: weights must be finite and ``>= 0`` (where they count: pixels
+of ``ignore_index`` are exempt), BCE-style targets must lie in [0, 1] (a
+0/255 mask is the usual mistake), cross-entropy targets must be class ids in
+``[0, C)`` or ``ignore_index``, ``class_weight`` finite and ``>= 0``. This
+reads the minima and maxima back from the device: one synchronisation per
+call, under a millisecond on the CPU for a (8, 1, 352, 352) batch.
+Pass ``check_inputs=False`` in a hot loop whose data are known to be good;
+unchecked values then enter the formulas as given: a NaN or infinite weight
+makes the loss NaN, negative weights give numbers without meaning (the
+quotients are still ``sum(w * l) / sum(w)``, never silently the sum), and a
+target outside [0, 1] gives a BCE that is not a loss (it can go far below 0).
 
 Also here: the F3Net/PraNet structure loss (:func:`structure_loss`), balanced
 BCE (:func:`balanced_bce_with_logits`) and a deep supervision wrapper
@@ -116,7 +137,71 @@ def _check_weight_dtype(weight: Tensor) -> None:
 def _safe_div(num: Tensor, den: Tensor) -> Tensor:
     # With non-negative weights a zero denominator comes with a zero numerator;
     # dividing by 1 there gives 0 (and zero gradients) instead of 0/0 = NaN.
-    return num / torch.where(den > 0, den, torch.ones_like(den))
+    # Only 0 is replaced: unchecked negative totals still divide, so "mean"
+    # never turns into the plain sum.
+    return num / torch.where(den != 0, den, torch.ones_like(den))
+
+
+def _ranges(tensors: Sequence[Tensor]) -> list[tuple[float, float]]:
+    """Minimum and maximum of each non-empty tensor (NaN when it holds one),
+    read back in one device synchronisation."""
+    pairs = [torch.stack(torch.aminmax(t)).double() for t in tensors]
+    flat = torch.cat(pairs).tolist()
+    return [(flat[2 * i], flat[2 * i + 1]) for i in range(len(pairs))]
+
+
+def _check_values(
+    *,
+    weight: Tensor | None = None,
+    target: Tensor | None = None,
+    class_ids: Tensor | None = None,
+    n_classes: int = 0,
+    ignore_index: int = -100,
+    class_weight: Tensor | None = None,
+) -> None:
+    """The value checks of ``check_inputs`` (see the module docstring).
+
+    ``weight``: the weights that count, to be finite and >= 0. ``target``: a
+    BCE-style float target, in [0, 1]. ``class_ids``: cross-entropy targets
+    with ignored pixels already replaced by 0, in ``[0, n_classes)``.
+    """
+    named = {
+        "weight": weight,
+        "target": None if target is None or target.dtype == torch.bool else target,
+        "class_ids": class_ids,
+        "class_weight": class_weight,
+    }
+    named = {k: v for k, v in named.items() if v is not None and v.numel() > 0}
+    if not named:
+        return
+    ranges = dict(zip(named, _ranges(list(named.values())), strict=True))
+    for name in ("weight", "class_weight"):
+        if name not in ranges:
+            continue
+        lo, hi = ranges[name]
+        if math.isnan(lo) or math.isnan(hi):
+            raise ValueError(f"{name} holds NaN values; weights must be finite and >= 0")
+        if math.isinf(lo) or math.isinf(hi):
+            raise ValueError(f"{name} holds infinite values; weights must be finite and >= 0")
+        if lo < 0:
+            raise ValueError(
+                f"{name} holds negative values (minimum {lo:g}); weights must be finite and >= 0"
+            )
+    if "target" in ranges:
+        lo, hi = ranges["target"]
+        if math.isnan(lo) or math.isnan(hi):
+            raise ValueError("target holds NaN values; it must lie in [0, 1]")
+        if lo < 0 or hi > 1:
+            hint = "; divide a 0/255 mask by 255" if hi > 1 else ""
+            raise ValueError(f"target must lie in [0, 1], got values in [{lo:g}, {hi:g}]{hint}")
+    if "class_ids" in ranges:
+        lo, hi = ranges["class_ids"]
+        if lo < 0 or hi >= n_classes:
+            bad = int(lo) if lo < 0 else int(hi)
+            raise ValueError(
+                f"target holds class id {bad}; class ids must be in [0, {n_classes}) "
+                f"for {n_classes}-channel logits, or ignore_index ({ignore_index})"
+            )
 
 
 def _reduce(wl: Tensor, w: Tensor, count: Tensor | int, reduction: str) -> Tensor:
@@ -134,10 +219,11 @@ def _reduce(wl: Tensor, w: Tensor, count: Tensor | int, reduction: str) -> Tenso
         return _safe_div(wl.sum(), torch.as_tensor(count, dtype=wl.dtype, device=wl.device))
     # image_mean: images without any weight carry no information, so they
     # are left out of the batch mean rather than pulling it towards 0.
-    num = wl.reshape(wl.shape[0], -1).sum(dim=1)
-    den = w.reshape(w.shape[0], -1).sum(dim=1)
+    # flatten, not reshape(B, -1): that cannot infer -1 for an empty batch.
+    num = wl.flatten(1).sum(dim=1)
+    den = w.flatten(1).sum(dim=1)
     per_image = _safe_div(num, den)
-    n_images = (den > 0).sum().to(per_image.dtype)
+    n_images = (den != 0).sum().to(per_image.dtype)
     return _safe_div(per_image.sum(), n_images)
 
 
@@ -198,6 +284,7 @@ def weighted_cross_entropy(
     ignore_index: int = -100,
     class_weight: Tensor | None = None,
     label_smoothing: float = 0.0,
+    check_inputs: bool = True,
 ) -> Tensor:
     """Multi-class cross-entropy weighted per pixel by a precomputed map.
 
@@ -224,11 +311,17 @@ def weighted_cross_entropy(
         ``F.cross_entropy(logits, target, weight=class_weight)``.
     label_smoothing : float
         As in :func:`F.cross_entropy`, whose per-pixel loss is used as is.
+    check_inputs : bool
+        Check the values (one device synchronisation): ``weight`` finite and
+        ``>= 0`` on the counted pixels, target ids in ``[0, C)`` or
+        ``ignore_index``, ``class_weight`` finite and ``>= 0``. False skips
+        it; see "Input checks" in the module docstring.
 
     Returns
     -------
     Tensor
-        float32 scalar, or ``(B, *spatial)`` for ``reduction="none"``.
+        float32 scalar, or ``(B, *spatial)`` for ``reduction="none"``. An
+        empty batch gives 0 (with a graph; an empty tensor for ``"none"``).
 
     Raises
     ------
@@ -236,8 +329,9 @@ def weighted_cross_entropy(
         Non-float logits, or a float target (probability targets are not
         supported).
     ValueError
-        Shapes of logits, target, weight or class_weight that do not fit, or
-        an unknown reduction.
+        Shapes of logits, target, weight or class_weight that do not fit, an
+        unknown reduction, or (``check_inputs``) a NaN, infinite or negative
+        weight or class weight, or a target id out of range.
 
     Examples
     --------
@@ -288,6 +382,20 @@ def weighted_cross_entropy(
         x = logits.float()
         t = target.long()
         cw = None if class_weight is None else class_weight.to(x.device, torch.float32)
+        valid = t != ignore_index
+        zero = torch.zeros((), dtype=torch.float32, device=x.device)
+        # where(), not a product: a NaN or inf weight on an ignored pixel must
+        # not leak into the sums.
+        pixel_w = valid.float() if weight is None else torch.where(valid, weight.float(), zero)
+        counted_t = t.masked_fill(~valid, 0)
+        if check_inputs:  # before F.cross_entropy, which asserts on a GPU
+            _check_values(
+                weight=None if weight is None else pixel_w,
+                class_ids=counted_t,
+                n_classes=x.shape[1],
+                ignore_index=ignore_index,
+                class_weight=cw,
+            )
         # Carries class_weight and label smoothing exactly as PyTorch defines
         # them, and is 0 on ignored pixels.
         loss = F.cross_entropy(
@@ -298,15 +406,10 @@ def weighted_cross_entropy(
             reduction="none",
             label_smoothing=label_smoothing,
         )
-        valid = t != ignore_index
-        zero = torch.zeros((), dtype=torch.float32, device=x.device)
-        # where(), not a product: a NaN or inf weight on an ignored pixel must
-        # not leak into the sums.
-        pixel_w = valid.float() if weight is None else torch.where(valid, weight.float(), zero)
         wl = pixel_w * loss
         # PyTorch's mean divides by sum(class_weight[target]); multiplying the
         # map in keeps that denominator for a map of ones.
-        total_w = pixel_w if cw is None else pixel_w * cw[t.masked_fill(~valid, 0)]
+        total_w = pixel_w if cw is None else pixel_w * cw[counted_t]
         return _reduce(wl, total_w, valid.sum(), reduction)
 
 
@@ -322,6 +425,7 @@ def weighted_bce_with_logits(
     *,
     reduction: str = "mean",
     pos_weight: Tensor | float | None = None,
+    check_inputs: bool = True,
 ) -> Tensor:
     """Binary cross-entropy on logits, weighted per pixel by a precomputed map.
 
@@ -343,18 +447,24 @@ def weighted_bce_with_logits(
         Factor on the positive term, broadcast as in
         :func:`F.binary_cross_entropy_with_logits`. It is part of ``l``, not
         of ``w``: with a map of ones ``"mean"`` equals PyTorch's mean.
+    check_inputs : bool
+        Check the values (one device synchronisation): ``weight`` finite and
+        ``>= 0``, ``target`` in [0, 1]. False skips it; see "Input checks" in
+        the module docstring.
 
     Returns
     -------
     Tensor
-        float32 scalar, or per-pixel for ``reduction="none"``.
+        float32 scalar, or per-pixel for ``reduction="none"``. An empty
+        batch gives 0 (with a graph; an empty tensor for ``"none"``).
 
     Raises
     ------
     TypeError
         Non-float logits or an integer target.
     ValueError
-        Shapes that do not fit, or an unknown reduction.
+        Shapes that do not fit, an unknown reduction, or (``check_inputs``)
+        a NaN, infinite or negative weight, or a target outside [0, 1].
 
     Examples
     --------
@@ -373,6 +483,8 @@ def weighted_bce_with_logits(
     weight = _binary_weight(weight, logits)
     with _float32_region(logits.device):
         x = logits.float()
+        if check_inputs:
+            _check_values(weight=None if weight is None else weight.float(), target=target)
         if pos_weight is not None:
             pos_weight = torch.as_tensor(pos_weight, dtype=torch.float32, device=x.device)
         loss = F.binary_cross_entropy_with_logits(
@@ -390,6 +502,8 @@ def weighted_bce_with_logits(
 def _edge_weight(mask: Tensor, kernel_size: int, alpha: float) -> Tensor:
     # count_include_pad=True (the default) divides by k**d everywhere, so
     # foreground touching the border is weighted up, as in the original.
+    if mask.numel() == 0:  # the pooling refuses an empty image
+        return torch.ones_like(mask)
     half = kernel_size // 2
     if mask.ndim == 4:
         box = F.avg_pool2d(mask, kernel_size=kernel_size, stride=1, padding=half)
@@ -408,6 +522,7 @@ def structure_loss(
     legacy_reduce: bool = False,
     kernel_size: int = 31,
     alpha: float = 5.0,
+    check_inputs: bool = True,
 ) -> Tensor:
     """F3Net/PraNet structure loss: edge-weighted BCE plus weighted IoU.
 
@@ -447,12 +562,26 @@ def structure_loss(
     alpha : float
         Weight of the edge term (5 in both papers). Only used when ``weight``
         is None.
+    check_inputs : bool
+        Check the values (one device synchronisation): ``weight`` finite and
+        ``>= 0``, ``target`` in [0, 1]. False skips it; see "Input checks" in
+        the module docstring.
 
     Returns
     -------
     Tensor
         float32 scalar. An image whose ``sum(weit)`` is 0 gets ``wbce = 0``
-        (and ``wiou = 0``) instead of NaN.
+        (and ``wiou = 0``) instead of NaN; an empty batch gives 0 (with a
+        graph) instead of the NaN of a mean over no images.
+
+    Raises
+    ------
+    TypeError
+        Non-float logits or an integer target.
+    ValueError
+        Shapes that do not fit, an even ``kernel_size``, or
+        (``check_inputs``) a NaN, infinite or negative weight, or a target
+        outside [0, 1].
 
     Examples
     --------
@@ -478,11 +607,15 @@ def structure_loss(
     weight = _binary_weight(weight, logits)
     with _float32_region(logits.device):
         x = logits.float()
+        if check_inputs:
+            _check_values(weight=None if weight is None else weight.float(), target=target)
         m = target.float()
         weit = _edge_weight(m, kernel_size, alpha) if weight is None else weight.float()
         dims = tuple(range(2, x.ndim))
         if legacy_reduce:
-            wbce = F.binary_cross_entropy_with_logits(x, m, reduction="mean")
+            # The mean over no pixels is NaN; their sum, 0, keeps the convention.
+            legacy = "mean" if x.numel() else "sum"
+            wbce = F.binary_cross_entropy_with_logits(x, m, reduction=legacy)
         else:
             bce = F.binary_cross_entropy_with_logits(x, m, reduction="none")
             wbce = _safe_div((weit * bce).sum(dim=dims), weit.sum(dim=dims))
@@ -490,7 +623,9 @@ def structure_loss(
         inter = (p * m * weit).sum(dim=dims)
         union = ((p + m) * weit).sum(dim=dims)
         wiou = 1 - (inter + 1) / (union - inter + 1)
-        return (wbce + wiou).mean()
+        per_image = wbce + wiou
+        # The mean over no images would be NaN; the sum is 0, with a graph.
+        return per_image.mean() if per_image.numel() else per_image.sum()
 
 
 # ----------------------------------------------------------------------------
@@ -504,6 +639,7 @@ def balanced_bce_with_logits(
     weight: Tensor | None = None,
     *,
     reduction: str = "sum",
+    check_inputs: bool = True,
 ) -> Tensor:
     """Class-balanced binary cross-entropy (HED, DASNet) on logits.
 
@@ -539,11 +675,24 @@ def balanced_bce_with_logits(
         value of the reference code this loss comes from. ``"pixel_mean"``
         divides that by the number of pixels (independent of image size);
         ``"mean"`` divides by ``sum(w)``. See the module docstring.
+    check_inputs : bool
+        Check the values (one device synchronisation): ``weight`` finite and
+        ``>= 0``, ``target`` in [0, 1]. False skips it; see "Input checks" in
+        the module docstring.
 
     Returns
     -------
     Tensor
-        float32 scalar, or per-pixel for ``reduction="none"``.
+        float32 scalar, or per-pixel for ``reduction="none"``. An empty
+        batch gives 0 (with a graph; an empty tensor for ``"none"``).
+
+    Raises
+    ------
+    TypeError
+        Non-float logits or an integer target.
+    ValueError
+        Shapes that do not fit, an unknown reduction, or (``check_inputs``)
+        a NaN, infinite or negative weight, or a target outside [0, 1].
 
     Examples
     --------
@@ -560,6 +709,8 @@ def balanced_bce_with_logits(
     weight = _binary_weight(weight, logits)
     with _float32_region(logits.device):
         x = logits.float()
+        if check_inputs:
+            _check_values(weight=None if weight is None else weight.float(), target=target)
         t = target.float()
         if weight is not None:
             w = weight.float()
@@ -570,8 +721,9 @@ def balanced_bce_with_logits(
                 reduction,
             )
         td = t.detach()
-        n_per_image = td[0].numel()
-        beta = 1 - td.reshape(td.shape[0], -1).sum(dim=1) / n_per_image
+        # Not td[0].numel(): there is no image 0 in an empty batch.
+        n_per_image = max(math.prod(td.shape[1:]), 1)
+        beta = 1 - td.flatten(1).sum(dim=1) / n_per_image
         beta = beta.reshape(-1, *([1] * (x.ndim - 1)))
         # -log(p) and -log(1 - p) from PyTorch's stable logit form; the two
         # terms carry different factors, so one call with t cannot give them.
@@ -627,7 +779,8 @@ def _resize_nearest(t: Tensor, size: tuple[int, ...]) -> Tensor:
     # interpolate only takes floats; nearest copies values, and float64
     # holds every int32/int64 label exactly (float32 would not past 2**24).
     work = torch.float64 if t.dtype in (torch.int32, torch.int64) else torch.float32
-    flat = t.reshape(t.shape[0], -1, *t.shape[-n:]).to(work)
+    # The channels spelled out: reshape cannot infer -1 for an empty batch.
+    flat = t.reshape(t.shape[0], math.prod(t.shape[1:-n]), *t.shape[-n:]).to(work)
     out = F.interpolate(flat, size=size, mode="nearest")
     return out.reshape(*lead, *size).to(t.dtype)
 
@@ -638,7 +791,7 @@ def _resize_area(w: Tensor, size: tuple[int, ...]) -> Tensor:
     if tuple(w.shape[-n:]) == size:
         return w
     lead = w.shape[:-n]
-    flat = w.reshape(w.shape[0], -1, *w.shape[-n:]).float()
+    flat = w.reshape(w.shape[0], math.prod(w.shape[1:-n]), *w.shape[-n:]).float()
     return F.interpolate(flat, size=size, mode="area").reshape(*lead, *size)
 
 
@@ -668,7 +821,11 @@ def deep_supervision_loss(
         needs a wrapper such as ``lambda x, t, w: bce(x, t)``.
     loss_fn : callable
         ``loss_fn(logits, target, weight) -> scalar``, e.g.
-        :func:`structure_loss` or a :class:`WeightedCrossEntropyLoss`.
+        :func:`structure_loss` or a :class:`WeightedCrossEntropyLoss`. It
+        makes the value checks, at every level: give it
+        ``check_inputs=False`` (a module built so, or ``functools.partial``)
+        to skip them. This wrapper has no ``check_inputs`` of its own: what
+        a valid weight or target is depends on ``loss_fn``.
     factors : sequence of float, optional
         One factor per output. F3Net uses ``1, 1/2, 1/4, 1/8, 1/16``
         (:func:`f3net_factors`); PraNet sums with equal factors, the default.
@@ -685,7 +842,8 @@ def deep_supervision_loss(
     Returns
     -------
     Tensor
-        Scalar.
+        Scalar. An empty batch gives what ``loss_fn`` gives for one at every
+        level (0 for the losses of this module).
 
     Examples
     --------
@@ -743,8 +901,8 @@ def deep_supervision_loss(
 class WeightedCrossEntropyLoss(nn.Module):
     """Module form of :func:`weighted_cross_entropy`.
 
-    The keyword options are fixed at construction; ``class_weight`` is a
-    buffer, so it follows ``.to(device)``.
+    The keyword options, ``check_inputs`` included, are fixed at
+    construction; ``class_weight`` is a buffer, so it follows ``.to(device)``.
 
     Examples
     --------
@@ -765,12 +923,14 @@ class WeightedCrossEntropyLoss(nn.Module):
         ignore_index: int = -100,
         class_weight: Tensor | None = None,
         label_smoothing: float = 0.0,
+        check_inputs: bool = True,
     ) -> None:
         super().__init__()
         _check_reduction(reduction)
         self.reduction = reduction
         self.ignore_index = ignore_index
         self.label_smoothing = label_smoothing
+        self.check_inputs = check_inputs
         cw = None if class_weight is None else torch.as_tensor(class_weight, dtype=torch.float32)
         self.register_buffer("class_weight", cw)
 
@@ -783,17 +943,21 @@ class WeightedCrossEntropyLoss(nn.Module):
             ignore_index=self.ignore_index,
             class_weight=self.class_weight,
             label_smoothing=self.label_smoothing,
+            check_inputs=self.check_inputs,
         )
 
     def extra_repr(self) -> str:
         return (
             f"reduction={self.reduction!r}, ignore_index={self.ignore_index}, "
-            f"label_smoothing={self.label_smoothing}"
+            f"label_smoothing={self.label_smoothing}, check_inputs={self.check_inputs}"
         )
 
 
 class WeightedBCEWithLogitsLoss(nn.Module):
     """Module form of :func:`weighted_bce_with_logits`.
+
+    The keyword options, ``check_inputs`` included, are fixed at
+    construction; ``pos_weight`` is a buffer.
 
     Examples
     --------
@@ -807,25 +971,36 @@ class WeightedBCEWithLogitsLoss(nn.Module):
     pos_weight: Tensor | None
 
     def __init__(
-        self, *, reduction: str = "mean", pos_weight: Tensor | float | None = None
+        self,
+        *,
+        reduction: str = "mean",
+        pos_weight: Tensor | float | None = None,
+        check_inputs: bool = True,
     ) -> None:
         super().__init__()
         _check_reduction(reduction)
         self.reduction = reduction
+        self.check_inputs = check_inputs
         pw = None if pos_weight is None else torch.as_tensor(pos_weight, dtype=torch.float32)
         self.register_buffer("pos_weight", pw)
 
     def forward(self, logits: Tensor, target: Tensor, weight: Tensor | None) -> Tensor:
         return weighted_bce_with_logits(
-            logits, target, weight, reduction=self.reduction, pos_weight=self.pos_weight
+            logits,
+            target,
+            weight,
+            reduction=self.reduction,
+            pos_weight=self.pos_weight,
+            check_inputs=self.check_inputs,
         )
 
     def extra_repr(self) -> str:
-        return f"reduction={self.reduction!r}"
+        return f"reduction={self.reduction!r}, check_inputs={self.check_inputs}"
 
 
 class StructureLoss(nn.Module):
-    """Module form of :func:`structure_loss`.
+    """Module form of :func:`structure_loss`; the options, ``check_inputs``
+    included, are fixed at construction.
 
     Examples
     --------
@@ -838,7 +1013,12 @@ class StructureLoss(nn.Module):
     """
 
     def __init__(
-        self, *, legacy_reduce: bool = False, kernel_size: int = 31, alpha: float = 5.0
+        self,
+        *,
+        legacy_reduce: bool = False,
+        kernel_size: int = 31,
+        alpha: float = 5.0,
+        check_inputs: bool = True,
     ) -> None:
         super().__init__()
         if kernel_size < 1 or kernel_size % 2 == 0:
@@ -846,6 +1026,7 @@ class StructureLoss(nn.Module):
         self.legacy_reduce = legacy_reduce
         self.kernel_size = kernel_size
         self.alpha = alpha
+        self.check_inputs = check_inputs
 
     def forward(self, logits: Tensor, target: Tensor, weight: Tensor | None = None) -> Tensor:
         return structure_loss(
@@ -855,17 +1036,19 @@ class StructureLoss(nn.Module):
             legacy_reduce=self.legacy_reduce,
             kernel_size=self.kernel_size,
             alpha=self.alpha,
+            check_inputs=self.check_inputs,
         )
 
     def extra_repr(self) -> str:
         return (
             f"legacy_reduce={self.legacy_reduce}, kernel_size={self.kernel_size}, "
-            f"alpha={self.alpha}"
+            f"alpha={self.alpha}, check_inputs={self.check_inputs}"
         )
 
 
 class BalancedBCEWithLogitsLoss(nn.Module):
-    """Module form of :func:`balanced_bce_with_logits`.
+    """Module form of :func:`balanced_bce_with_logits`; the options,
+    ``check_inputs`` included, are fixed at construction.
 
     Examples
     --------
@@ -876,16 +1059,19 @@ class BalancedBCEWithLogitsLoss(nn.Module):
     0.2599
     """
 
-    def __init__(self, *, reduction: str = "sum") -> None:
+    def __init__(self, *, reduction: str = "sum", check_inputs: bool = True) -> None:
         super().__init__()
         _check_reduction(reduction)
         self.reduction = reduction
+        self.check_inputs = check_inputs
 
     def forward(self, logits: Tensor, target: Tensor, weight: Tensor | None = None) -> Tensor:
-        return balanced_bce_with_logits(logits, target, weight, reduction=self.reduction)
+        return balanced_bce_with_logits(
+            logits, target, weight, reduction=self.reduction, check_inputs=self.check_inputs
+        )
 
     def extra_repr(self) -> str:
-        return f"reduction={self.reduction!r}"
+        return f"reduction={self.reduction!r}, check_inputs={self.check_inputs}"
 
 
 class DeepSupervisionLoss(nn.Module):
@@ -895,7 +1081,8 @@ class DeepSupervisionLoss(nn.Module):
     ----------
     loss : callable
         ``loss(logits, target, weight) -> scalar``; a module is registered
-        as a submodule.
+        as a submodule. It makes the value checks (build it with
+        ``check_inputs=False`` to skip them), see :func:`deep_supervision_loss`.
     factors : sequence of float, optional
         One per output; default equal factors of 1.
     mode : {"upsample", "downsample"}

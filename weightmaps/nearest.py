@@ -26,6 +26,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from weightmaps import _nearest_kernels as kernels
+from weightmaps._labels import sequential_ids
 from weightmaps._lines import line_view
 
 __all__ = ["nearest_two_instances"]
@@ -54,7 +55,12 @@ def _as_label_array(instances: np.ndarray) -> np.ndarray:
         raise ValueError(f"instances must be a non-empty array, got shape {instances.shape}")
     if instances.size and instances.min() < 0:
         raise ValueError("instance labels must be >= 0 (0 is background)")
-    wide = instances.size and int(instances.max()) > np.iinfo(np.int32).max
+    highest = int(instances.max()) if instances.size else 0
+    if highest > np.iinfo(np.int64).max:
+        # uint64 ids from 2**63 up would turn negative (-1 is NO_LABEL):
+        # their ranks keep identity and order, so the map is unchanged.
+        return sequential_ids(instances)
+    wide = highest > np.iinfo(np.int32).max
     return np.ascontiguousarray(instances, dtype=np.int64 if wide else np.int32)
 
 
@@ -129,7 +135,8 @@ def nearest_two_instances(
     -------
     d1, label1, d2, label2 : ndarray
         float64 distances between pixel centres and the labels they belong
-        to. A pixel of an instance has ``d1 == 0`` and ``label1`` its own id.
+        to (int32 or int64; uint64 ids beyond the int64 range come back as
+        uint64). A pixel of an instance has ``d1 == 0`` and ``label1`` its own id.
         Where no instance (or no second distinct instance) lies within
         ``max_distance``, the distance is ``inf`` and the label 0.
 
@@ -142,6 +149,8 @@ def nearest_two_instances(
     (np.float64(1.0), np.int32(1), np.float64(2.0), np.int32(2))
     """
     labels = _as_label_array(instances)
+    original = np.asarray(instances)
+    renumbered = original.dtype == np.uint64 and int(original.max()) > np.iinfo(np.int64).max
     spacing_ = _normalized_spacing(spacing, labels.ndim)
     if max_distance is None:
         cap = float(np.sum((np.asarray(labels.shape) * spacing_) ** 2)) * 4.0 + 1.0
@@ -156,6 +165,9 @@ def nearest_two_instances(
 
     def labels_of(lab: np.ndarray) -> np.ndarray:
         lab[lab == kernels.NO_LABEL] = 0
+        if renumbered:  # ranks back to the uint64 ids they stand for
+            ids = np.unique(original)
+            return np.concatenate([np.zeros(1, np.uint64), ids[ids != 0]])[lab]
         return lab
 
     return (

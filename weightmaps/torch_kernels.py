@@ -100,6 +100,8 @@ _CPU_MAX_BYTES = 2 << 30
 _LOW = 0xFFFFFFFF
 _INF_BITS = 0x7F800000
 _MISSING = (_INF_BITS << 32) | _LOW
+# int64 with only the sign bit set: XOR with it orders uint64 bits as int64.
+_SIGN_BIT = -(2**63)
 # Position of the high (distance) word in an int64 viewed as two int32/float32.
 _HIGH_WORD = 1 if sys.byteorder == "little" else 0
 
@@ -133,7 +135,10 @@ def _label_tensor(instances: ArrayLike, device: torch.device) -> torch.Tensor:
             raise ValueError(
                 f"instances must be a non-empty array, got shape {tuple(instances.shape)}"
             )
-        labels = instances.to(device, torch.int64)
+        if instances.dtype == torch.uint64:
+            labels = _uint64_labels(instances.to(device))
+        else:
+            labels = instances.to(device, torch.int64)
     else:
         labels = torch.from_numpy(_as_label_array(instances)).to(device, torch.int64)
     lo, hi = (int(v) for v in torch.aminmax(labels))
@@ -144,6 +149,22 @@ def _label_tensor(instances: ArrayLike, device: torch.device) -> torch.Tensor:
         _, inverse = torch.unique(labels, return_inverse=True)
         labels = torch.where(labels == 0, 0, inverse + (1 if lo > 0 else 0))
     return labels
+
+
+def _uint64_labels(instances: torch.Tensor) -> torch.Tensor:
+    """uint64 labels as int64, renumbered by rank when an id is 2**63 or more.
+
+    A plain cast would turn those ids negative. Their bits read as int64 with
+    the sign bit flipped order like the unsigned ids, in int64 operations
+    that torch has on every device (it lacks most on uint64); their ranks
+    keep identity and order, so the map is that of the original ids.
+    """
+    signed = instances.view(torch.int64)
+    if not bool((signed < 0).any()):
+        return signed
+    _, rank = torch.unique(signed ^ _SIGN_BIT, return_inverse=True)
+    # 0 has the smallest key, so it is rank 0 when present.
+    return rank if bool((signed == 0).any()) else rank + 1
 
 
 def _bool_tensor(mask: ArrayLike, shape: torch.Size, device: torch.device, name: str):
@@ -168,7 +189,12 @@ def _any_tensor(mask: ArrayLike, device: torch.device) -> torch.Tensor:
 
 def _widen(mask: torch.Tensor) -> torch.Tensor:
     """Unsigned 16/32/64-bit tensors to int64 (torch lacks most ops on them)."""
-    if mask.dtype in (torch.uint16, torch.uint32, torch.uint64):
+    if mask.dtype == torch.uint64:
+        signed = mask.view(torch.int64)
+        if bool((signed < 0).any()):  # a cast would turn them negative
+            raise ValueError("uint64 ids beyond the int64 range are not supported")
+        return signed
+    if mask.dtype in (torch.uint16, torch.uint32):
         return mask.to(torch.int64)
     return mask
 
