@@ -117,34 +117,34 @@ def sdf_halo(
     )
 
 
-def _inside_distance(inside: np.ndarray, sampling: tuple[float, ...]) -> np.ndarray:
-    """``EDT(inside)`` on the pixels of ``inside`` (0 elsewhere), computed on
-    its bounding box grown by one pixel.
-
-    Exact: for a pixel of the box, the nearest outside pixel beyond the grown
-    box is never nearer than its projection onto the grown box's rim, which is
-    outside (the rim holds no pixel of ``inside``); where the box meets the
-    array's edge the array ends there too.
-    """
+def _grown_box(inside: np.ndarray) -> tuple[slice, ...]:
+    """The bounding box of ``inside`` grown by one pixel, cut by the array's edge."""
     box = ndi.find_objects(inside.view(np.uint8))[0]
-    grown = tuple(
+    return tuple(
         slice(max(s.start - 1, 0), min(s.stop + 1, n))
         for s, n in zip(box, inside.shape, strict=True)
     )
-    out = np.zeros(inside.shape, np.float64)
-    out[grown] = ndi.distance_transform_edt(inside[grown], sampling=sampling)
-    return out
 
 
-def _class_distances(
-    inside: np.ndarray, sampling: tuple[float, ...]
-) -> tuple[np.ndarray, np.ndarray] | None:
-    """(distance to the class outside it, ``EDT(S)`` inside it), or None when
-    the class is absent or fills the whole array."""
+def _across_boundary(inside: np.ndarray, sampling: tuple[float, ...]) -> np.ndarray | None:
+    """float64 distance to the nearest pixel on the other side of the class's
+    boundary: to the class outside it, ``EDT(S)`` inside it. None when the
+    class is absent or fills the whole array.
+
+    The inside transform runs on the class's grown box only. Exact: for a
+    pixel of the box, a pixel outside the grown box is never nearer than its
+    projection onto the grown box's rim, which is outside the class (the rim
+    holds none of it); where the box meets the array's edge the array ends
+    there too.
+    """
     if not inside.any() or inside.all():
         return None
-    outside = ndi.distance_transform_edt(~inside, sampling=sampling)
-    return outside, _inside_distance(inside, sampling)
+    distance = ndi.distance_transform_edt(~inside, sampling=sampling)
+    grown = _grown_box(inside)
+    part = inside[grown]
+    within = ndi.distance_transform_edt(part, sampling=sampling)
+    distance[grown][part] = within[part]
+    return distance
 
 
 def signed_distance_map(
@@ -205,15 +205,14 @@ def signed_distance_map(
     out = np.zeros((len(chosen), *labels.shape), np.float32)
     for k, c in enumerate(chosen):
         inside = labels == c
-        distances = _class_distances(inside, sampling)
-        if distances is None:
+        phi = _across_boundary(inside, sampling)
+        if phi is None:
             if block and inside.any():
                 out[k] = -max_distance
             elif block:
                 out[k] = max_distance
             continue
-        outside, within = distances
-        phi = np.where(inside, 1.0 - within, outside)
+        np.subtract(1.0, phi, out=phi, where=inside)
         if max_distance is not None:
             np.clip(phi, -max_distance, max_distance, out=phi)
         out[k] = phi
@@ -251,11 +250,9 @@ def boundary_distance_map(
     chosen = class_ids(labels, classes, ignore_index)
     out = np.zeros((len(chosen), *labels.shape), np.float32)
     for k, c in enumerate(chosen):
-        inside = labels == c
-        distances = _class_distances(inside, sampling)
-        if distances is not None:
-            outside, within = distances
-            out[k] = np.where(inside, within, outside)
+        distance = _across_boundary(labels == c, sampling)
+        if distance is not None:
+            out[k] = distance
     if ignore_index is not None:
         out[:, labels == ignore_index] = 0.0
     return out
