@@ -31,9 +31,9 @@ from scipy import ndimage as ndi
 from skimage.morphology import skeletonize
 
 import weightmaps
-from weightmaps.sdf import signed_distance_map
-from weightmaps.sdf_torch import signed_distance_map_torch
-from weightmaps.skeleton import skeleton_map
+from weightmaps.kernels.sdf import signed_distance_map
+from weightmaps.kernels.sdf_torch import signed_distance_map_torch
+from weightmaps.kernels.skeleton import skeleton_map
 
 
 def nuclei_3d(shape: tuple[int, int, int], n: int, radius: float = 7.0, seed: int = 0):

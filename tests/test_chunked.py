@@ -20,6 +20,7 @@ import weightmaps as wm
 dask = pytest.importorskip("dask")
 da = pytest.importorskip("dask.array")
 chunked = pytest.importorskip("weightmaps.chunked")
+_dask_common = pytest.importorskip("weightmaps.kernels._dask_common")
 
 
 @pytest.fixture(autouse=True)
@@ -86,7 +87,7 @@ def test_import_weightmaps_does_not_import_dask():
     ],
 )
 def test_chunks_thinner_than_the_halo_are_merged(chunks, depth, expected):
-    assert chunked._coarsen(chunks, depth) == expected
+    assert _dask_common._coarsen(chunks, depth) == expected
 
 
 def test_halo_depth_follows_the_cutoff_and_spacing():
@@ -397,11 +398,11 @@ def test_halo_maps_read_their_own_blocks_only_from_cheap_inputs(tmp_path):
     z = zarr.create_array(str(path), shape=LABELS_3D.shape, chunks=(8, 16, 16), dtype=np.int32)
     z[:] = LABELS_3D
     stored = da.from_zarr(str(path))
-    assert chunked._rereadable(stored)
-    assert chunked._rereadable(da.where(stored == 7, 0, stored).astype(np.int64)[2:, :-3])
-    assert chunked._rereadable(da.from_array(LABELS_3D, chunks=8).rechunk(12))
-    assert not chunked._rereadable(chunked.label_instances(stored > 0))
-    assert not chunked._rereadable(stored.map_blocks(lambda b: b + 1))
+    assert _dask_common._rereadable(stored)
+    assert _dask_common._rereadable(da.where(stored == 7, 0, stored).astype(np.int64)[2:, :-3])
+    assert _dask_common._rereadable(da.from_array(LABELS_3D, chunks=8).rechunk(12))
+    assert not _dask_common._rereadable(chunked.label_instances(stored > 0))
+    assert not _dask_common._rereadable(stored.map_blocks(lambda b: b + 1))
     w = chunked.unet_weight_map(stored, sigma=2.0)
     assert any(name.startswith("_reread_block") for name in w.dask.layers)
     assert not any("overlap" in name for name in w.dask.layers)

@@ -16,7 +16,9 @@ import torch
 from conftest import blobs, random_instances
 from scipy import ndimage as ndi
 
-from weightmaps.distance_losses import (
+from weightmaps.kernels.sdf import boundary_distance_map, signed_distance_map
+from weightmaps.kernels.skeleton import skeleton_map
+from weightmaps.losses import (
     BoundaryLoss,
     ClDiceLoss,
     HausdorffDTLoss,
@@ -26,8 +28,6 @@ from weightmaps.distance_losses import (
     hausdorff_dt_loss,
     soft_skeleton,
 )
-from weightmaps.sdf import boundary_distance_map, signed_distance_map
-from weightmaps.skeleton import skeleton_map
 
 
 def gen(seed: int) -> torch.Generator:

@@ -15,8 +15,8 @@ import pytest
 from conftest import random_instances
 from scipy import ndimage as ndi
 
-from weightmaps.falk import unet_weight_map_falk
 from weightmaps.instances import separate_instances
+from weightmaps.kernels.falk import unet_weight_map_falk
 from weightmaps.unet import unet_weight_map
 
 

@@ -17,8 +17,8 @@ from conftest import random_instances, reference_two_nearest
 from weightmaps.cli.main import main
 
 from weightmaps import label_instances, separate_instances, unet_weight_map
+from weightmaps.kernels.nearest import nearest_two_instances
 from weightmaps.maps import MapSettings
-from weightmaps.nearest import nearest_two_instances
 from weightmaps.stats import mask_stats, touching_pairs
 
 HUGE_IDS = [

@@ -16,8 +16,8 @@ import torch
 from conftest import blobs, random_instances
 from scipy import ndimage as ndi
 
-from weightmaps.sdf import boundary_distance_map, class_ids, sdf_halo, signed_distance_map
-from weightmaps.sdf_torch import (
+from weightmaps.kernels.sdf import boundary_distance_map, class_ids, sdf_halo, signed_distance_map
+from weightmaps.kernels.sdf_torch import (
     boundary_distance_map_torch,
     boundary_distance_map_torch_batch,
     distance_transform_edt_torch,

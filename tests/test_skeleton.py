@@ -7,7 +7,7 @@ import pytest
 from conftest import blobs, random_instances
 from skimage.morphology import skeletonize
 
-from weightmaps.skeleton import skeleton_map
+from weightmaps.kernels.skeleton import skeleton_map
 
 
 def reference_skeletons(labels: np.ndarray, ids, method=None) -> np.ndarray:

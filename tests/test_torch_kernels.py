@@ -20,12 +20,11 @@ from weightmaps import (
     read_mask,
     unet_weight_map,
 )
-from weightmaps.nearest import _axis_order
+from weightmaps.kernels.edge_torch import _exact_int_dtype
+from weightmaps.kernels.nearest import axis_order
+from weightmaps.kernels.unet_torch import _pair_keys, _squared_distance
 from weightmaps.torch_kernels import (
     BYTES_PER_PIXEL,
-    _exact_int_dtype,
-    _pair_keys,
-    _squared_distance,
     balance_weight_map_torch,
     balance_weight_map_torch_batch,
     class_counts_torch_batch,
@@ -184,7 +183,7 @@ def test_pair_transform_equals_per_instance_reference(shape, spacing):
     spacing_ = np.asarray(spacing)
     reach_all = float(np.sqrt(np.sum((np.asarray(shape) * spacing_) ** 2))) + 1
     k1, k2 = _pair_keys(
-        torch.from_numpy(labels).long()[None], spacing_, reach_all, _axis_order(spacing_)
+        torch.from_numpy(labels).long()[None], spacing_, reach_all, axis_order(spacing_)
     )
     d1 = _squared_distance(k1)[0].double().sqrt().numpy()
     d2 = _squared_distance(k2)[0].double().sqrt().numpy()

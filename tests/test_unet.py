@@ -8,7 +8,7 @@ from conftest import random_instances, reference_two_nearest
 from scipy import ndimage as ndi
 
 from weightmaps import read_mask, unet_weight_map
-from weightmaps.nearest import nearest_two_instances
+from weightmaps.kernels.nearest import nearest_two_instances
 
 
 def reference_unet(labels, w0=10.0, sigma=5.0, spacing=None, wc=None):
@@ -187,10 +187,10 @@ def test_realdata_dsb2018_smallest(realdata):
 @pytest.mark.parametrize("shape", [(90, 40), (30, 20, 18)])
 def test_slabs_give_the_same_map(monkeypatch, shape):
     """The last pass runs in slabs with halos; tiny slabs must change nothing."""
-    import weightmaps.nearest
+    import weightmaps.kernels.nearest
 
     labels = random_instances(shape, 20, seed=13)
     whole = unet_weight_map(labels, sigma=2.0)
-    monkeypatch.setattr(weightmaps.nearest, "_BLOCK_PIXELS", 1)
+    monkeypatch.setattr(weightmaps.kernels.nearest, "_BLOCK_PIXELS", 1)
     np.testing.assert_array_equal(unet_weight_map(labels, sigma=2.0), whole)
     assert_matches_reference(labels, sigma=2.0)

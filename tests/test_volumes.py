@@ -21,7 +21,7 @@ from conftest import random_instances  # noqa: E402
 from weightmaps.cli.main import main  # noqa: E402
 
 import weightmaps  # noqa: E402
-import weightmaps.unet  # noqa: E402
+from weightmaps.kernels import unet_dask  # noqa: E402
 from weightmaps.manifest import MANIFEST_NAME  # noqa: E402
 from weightmaps.maps import MapSettings, compute_maps  # noqa: E402
 from weightmaps.pipeline import GenerateInterrupted, find_masks, generate  # noqa: E402
@@ -75,7 +75,7 @@ def test_zarr_volume_in_zarr_maps_out_chunk_by_chunk(tmp_path, labels, monkeypat
     reads: list[int] = []
     blocks: list[tuple[int, ...]] = []
     getitem = zarr.Array.__getitem__
-    kernel = weightmaps.unet.unet_weight_map
+    kernel = unet_dask.numpy_unet_weight_map
 
     def counting_getitem(self, selection):
         result = getitem(self, selection)
@@ -88,7 +88,7 @@ def test_zarr_volume_in_zarr_maps_out_chunk_by_chunk(tmp_path, labels, monkeypat
 
     with monkeypatch.context() as patch:
         patch.setattr(zarr.Array, "__getitem__", counting_getitem)
-        patch.setattr(weightmaps.unet, "unet_weight_map", recording_kernel)
+        patch.setattr(unet_dask, "numpy_unet_weight_map", recording_kernel)
         report = run(masks, out)
     assert report.exit_code == 0 and report.done == ["vol.zarr"]
     # Never the whole volume: each zarr read is at most one 16^3 chunk, and each
@@ -158,14 +158,14 @@ def test_interrupted_volume_is_resumed_chunk_by_chunk(tmp_path, labels, monkeypa
     assert not manifest(out)["masks"].get("vol.zarr", {}).get("outputs")
 
     blocks: list[tuple[int, ...]] = []
-    kernel = weightmaps.unet.unet_weight_map
+    kernel = unet_dask.numpy_unet_weight_map
 
     def recording_kernel(instances, **kwargs):
         blocks.append(instances.shape)
         return kernel(instances, **kwargs)
 
     with monkeypatch.context() as patch, caplog.at_level("INFO", logger="weightmaps"):
-        patch.setattr(weightmaps.unet, "unet_weight_map", recording_kernel)
+        patch.setattr(unet_dask, "numpy_unet_weight_map", recording_kernel)
         report = run(masks, out)
     assert report.done == ["vol.zarr"]
     assert "vol.zarr: instance, wrote unet, edge, balance (resumed: 48 of 144 chunks kept)" in (

@@ -57,20 +57,33 @@ quotients are still ``sum(w * l) / sum(w)``, never silently the sum), and a
 target outside [0, 1] gives a BCE that is not a loss (it can go far below 0).
 
 Also here: the F3Net/PraNet structure loss (:func:`structure_loss`), balanced
-BCE (:func:`balanced_bce_with_logits`) and a deep supervision wrapper
-(:func:`deep_supervision_loss`), each with a thin :class:`torch.nn.Module`.
+BCE (:func:`balanced_bce_with_logits`), a deep supervision wrapper
+(:func:`deep_supervision_loss`), and the losses that read distance and
+skeleton maps: the boundary loss (:func:`boundary_loss`), the Hausdorff
+distance-transform loss (:func:`hausdorff_dt_loss`) and soft clDice
+(:func:`cldice_loss`). Each has a thin :class:`torch.nn.Module`; each lives
+in a module of its own (``weighted``, ``structure``, ``balanced``,
+``deep_supervision``, ``boundary``, ``hausdorff``, ``cldice``).
 """
 
 from __future__ import annotations
 
 from weightmaps.losses._common import REDUCTIONS
 from weightmaps.losses.balanced import BalancedBCEWithLogitsLoss, balanced_bce_with_logits
+from weightmaps.losses.boundary import (
+    BOUNDARY_SCHEDULES,
+    BoundaryLoss,
+    boundary_loss,
+    boundary_loss_weights,
+)
+from weightmaps.losses.cldice import ClDiceLoss, cldice_loss, soft_skeleton
 from weightmaps.losses.deep_supervision import (
     DS_MODES,
     DeepSupervisionLoss,
     deep_supervision_loss,
     f3net_factors,
 )
+from weightmaps.losses.hausdorff import HausdorffDTLoss, hausdorff_dt_loss
 from weightmaps.losses.structure import StructureLoss, structure_loss
 from weightmaps.losses.weighted import (
     WeightedBCEWithLogitsLoss,
@@ -80,16 +93,25 @@ from weightmaps.losses.weighted import (
 )
 
 __all__ = [
+    "BOUNDARY_SCHEDULES",
     "DS_MODES",
     "REDUCTIONS",
     "BalancedBCEWithLogitsLoss",
+    "BoundaryLoss",
+    "ClDiceLoss",
     "DeepSupervisionLoss",
+    "HausdorffDTLoss",
     "StructureLoss",
     "WeightedBCEWithLogitsLoss",
     "WeightedCrossEntropyLoss",
     "balanced_bce_with_logits",
+    "boundary_loss",
+    "boundary_loss_weights",
+    "cldice_loss",
     "deep_supervision_loss",
     "f3net_factors",
+    "hausdorff_dt_loss",
+    "soft_skeleton",
     "structure_loss",
     "weighted_bce_with_logits",
     "weighted_cross_entropy",

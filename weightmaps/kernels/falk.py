@@ -52,8 +52,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from weightmaps.nearest import add_border_term, nearest_two_instances
-from weightmaps.unet import border_cutoff
+from weightmaps.kernels.border import border_cutoff
+from weightmaps.kernels.nearest import add_border_term, nearest_two_instances
 
 __all__ = ["unet_weight_map_falk"]
 

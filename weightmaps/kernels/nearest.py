@@ -25,14 +25,19 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from weightmaps import _nearest_kernels as kernels
-from weightmaps._labels import sequential_ids
-from weightmaps._lines import line_view
+from weightmaps._shared.arrays import line_view, sequential_ids
+from weightmaps.kernels import _nearest_nb as kernels
 
-__all__ = ["nearest_two_instances"]
+__all__ = [
+    "add_border_term",
+    "as_label_array",
+    "axis_order",
+    "nearest_two_instances",
+    "normalized_spacing",
+]
 
 
-def _normalized_spacing(spacing: float | Sequence[float] | None, ndim: int) -> np.ndarray:
+def normalized_spacing(spacing: float | Sequence[float] | None, ndim: int) -> np.ndarray:
     if spacing is None:
         return np.ones(ndim)
     values = np.broadcast_to(np.asarray(spacing, dtype=np.float64), (ndim,)).copy()
@@ -41,7 +46,7 @@ def _normalized_spacing(spacing: float | Sequence[float] | None, ndim: int) -> n
     return values
 
 
-def _as_label_array(instances: np.ndarray) -> np.ndarray:
+def as_label_array(instances: np.ndarray) -> np.ndarray:
     """The labels as a C-contiguous signed array the compiled passes accept."""
     instances = np.asarray(instances)
     if instances.dtype == bool:
@@ -64,7 +69,7 @@ def _as_label_array(instances: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(instances, dtype=np.int64 if wide else np.int32)
 
 
-def _axis_order(spacing: np.ndarray) -> list[int]:
+def axis_order(spacing: np.ndarray) -> list[int]:
     """Axes in processing order: the linear scan first, on the axis with the
     most pixels per unit length (the window passes would cost most there)."""
     ndim = len(spacing)
@@ -94,7 +99,7 @@ def _pair_passes(
     Returns the buffer of the last pass run and the axis still to process
     (None when all are done).
     """
-    order = _axis_order(spacing)
+    order = axis_order(spacing)
     first = order[0]
     current = _PairBuffer(labels.shape, labels.dtype)
     kernels.scan_pass(
@@ -148,10 +153,10 @@ def nearest_two_instances(
     >>> d1[0, 1], l1[0, 1], d2[0, 1], l2[0, 1]
     (np.float64(1.0), np.int32(1), np.float64(2.0), np.int32(2))
     """
-    labels = _as_label_array(instances)
+    labels = as_label_array(instances)
     original = np.asarray(instances)
     renumbered = original.dtype == np.uint64 and int(original.max()) > np.iinfo(np.int64).max
-    spacing_ = _normalized_spacing(spacing, labels.ndim)
+    spacing_ = normalized_spacing(spacing, labels.ndim)
     if max_distance is None:
         cap = float(np.sum((np.asarray(labels.shape) * spacing_) ** 2)) * 4.0 + 1.0
     else:
@@ -197,7 +202,7 @@ def add_border_term(
     Nothing is added on instances, where fewer than two instances exist, and
     where ``d1 + d2 >= cutoff`` (there the term is below
     ``w0 * exp(-cutoff^2 / 2 sigma^2)``). ``instances`` must come from
-    ``_as_label_array``; ``out`` is float32, same shape.
+    ``as_label_array``; ``out`` is float32, same shape.
 
     Every pass but the last is independent along the last pass's axis, and
     the last one looks at most ``cutoff`` away along it, so the image is done
@@ -205,7 +210,7 @@ def add_border_term(
     while the result is the same as in one piece.
     """
     labels = instances  # validated by the caller (unet_weight_map)
-    spacing_ = _normalized_spacing(spacing, labels.ndim)
+    spacing_ = normalized_spacing(spacing, labels.ndim)
     inv_two_sigma2 = 1.0 / (2.0 * sigma * sigma)
     cap = cutoff * cutoff
     if labels.ndim == 1:  # the scan pass is the only one
@@ -214,7 +219,7 @@ def add_border_term(
         found = (pairs.l2 != kernels.NO_LABEL) & (labels == 0) & (s < cutoff)
         out[found] += w0 * np.exp(-(s[found] ** 2) * inv_two_sigma2)
         return out
-    axis = _axis_order(spacing_)[-1]
+    axis = axis_order(spacing_)[-1]
     length = labels.shape[axis]
     reach = int(np.ceil(cutoff / spacing_[axis])) + 1
     per_row = labels.size // length

@@ -45,7 +45,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from weightmaps.sdf import class_ids, sdf_halo
+from weightmaps.kernels.sdf import class_ids, sdf_halo
 
 __all__ = [
     "boundary_distance_map_torch",

@@ -1,0 +1,61 @@
+"""Array helpers shared by the kernels: type tests, line views, renumbering.
+
+Renumbering instance ids that a kernel cannot hold as they are: only which
+pixels share an id matters to the instance kernels, so ids too large for a
+kernel's integer type (uint64 ids at or above 2**63 become negative as
+int64; ids above 2**53 lose their identity as float64) are replaced by their
+rank. The ranks keep the ids' order, so every comparison a kernel makes
+between two ids comes out as it does on the original ids, and the result
+equals that of the mask numbered 1..n in the ids' order.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+
+__all__ = ["FLOAT64_EXACT_IDS", "is_torch_tensor", "line_view", "sequential_ids"]
+
+# Largest id ndimage's filters (which go through float64) tell apart, with
+# room for the one-above sentinel of separate_instances.
+FLOAT64_EXACT_IDS = 2**53 - 1
+
+
+def sequential_ids(labels: np.ndarray) -> np.ndarray:
+    """The ids of ``labels`` replaced by their rank: 0 stays 0, others 1..n.
+
+    Returns int32 (int64 for more than 2**31 - 1 distinct ids), same shape.
+    Costs a sort: call it only where an id does not fit.
+
+    Examples
+    --------
+    >>> sequential_ids(np.array([[0, 2**64 - 1, 2**63, 7]], np.uint64))
+    array([[0, 3, 2, 1]], dtype=int32)
+    """
+    labels = np.asarray(labels)
+    ids, inverse = np.unique(labels.ravel(), return_inverse=True)
+    if ids.size and ids[0] != 0:  # no background: the smallest id is 1, not 0
+        inverse += 1
+    dtype = np.int32 if ids.size <= np.iinfo(np.int32).max else np.int64
+    return inverse.reshape(labels.shape).astype(dtype, copy=False)
+
+
+def is_torch_tensor(value: object) -> bool:
+    """True for a ``torch.Tensor``; never imports torch (if it is not loaded, nothing is one)."""
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(value, torch.Tensor)
+
+
+def line_view(array: np.ndarray, axis: int) -> np.ndarray:
+    """``(outer, n, inner)`` view of a C-contiguous array, ``n`` along ``axis``.
+
+    A kernel looping over axis 1 of this view walks lines along ``axis``,
+    with the innermost loop over contiguous memory.
+    """
+    shape = array.shape
+    return array.reshape(
+        int(np.prod(shape[:axis], dtype=np.int64)),
+        shape[axis],
+        int(np.prod(shape[axis + 1 :], dtype=np.int64)),
+    )
