@@ -1436,7 +1436,7 @@ def check(
                 reason = plan.todo[kind]
                 bucket = report.missing if reason in _MISSING_REASONS else report.stale
                 bucket.append((plan.mask.rel, kind, reason))
-            elif kind != "target" or "target" in manifest.masks[plan.mask.rel]["outputs"]:
+            elif kind != "target" or "target" in manifest.masks[plan.mask.rel].get("outputs", {}):
                 report.current.append((plan.mask.rel, kind))
     return report
 
