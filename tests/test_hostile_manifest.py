@@ -1,15 +1,18 @@
-"""A manifest from a stranger: whatever is wrong with it is one line and exit 3.
+"""A manifest from a stranger, and maps replaced under it.
 
 ``OUT/weightmaps.json`` may be truncated, nested a million deep, hold fields of
 the wrong type, be a FIFO or a symlink. ``generate``, ``check`` and ``preview
 --maps`` then stop with exit 3 and one line naming the file (and the field), and
 ``WeightMapDataset`` raises :class:`ManifestError` saying the same; nothing is
-written.
+written. A map replaced by other bytes of the same size is found by the SHA-256
+recorded when it was written (the Dataset's side is in test_data.py).
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
+import io
 import json
 import os
 import shutil
@@ -17,7 +20,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+import tifffile
 from click.testing import CliRunner
 from conftest import SAMPLE_MASKS
 from weightmaps.cli.main import main
@@ -25,6 +30,7 @@ from weightmaps.cli.main import main
 import weightmaps
 from weightmaps.data import WeightMapDataset
 from weightmaps.manifest import MANIFEST_NAME, Manifest, ManifestError, check_manifest
+from weightmaps.writing import write_tiff_atomic
 
 NUCLEI_00 = "nuclei_00.tif"
 
@@ -299,3 +305,93 @@ def test_force_starts_over_from_a_bad_manifest(folders):
     result = cli("generate", masks, out, "--workers", 1, "--kinds", "unet", "--force")
     assert result.exit_code == 0, result.output
     assert Manifest.load(out / MANIFEST_NAME) is not None
+
+
+# --- maps replaced under the manifest ----------------------------------------------------
+#
+# Every TIFF map's record holds the SHA-256 of the bytes written. check compares it (by
+# default); generate compares sizes only, so a rerun with nothing to do reads no map.
+
+
+SAME_SIZE_REASON = "output changed on disk (same size, other SHA-256: delete it to redo it)"
+
+
+def impostor(path: Path) -> None:
+    """Other pixels in a valid TIFF of the same byte size as the map at ``path``."""
+    size = path.stat().st_size
+    buffer = io.BytesIO()
+    tifffile.imwrite(buffer, np.ones_like(tifffile.imread(path)), compression="zlib")
+    data = buffer.getvalue()
+    assert len(data) < size
+    path.write_bytes(data + bytes(size - len(data)))
+
+
+def test_digest_is_that_of_the_bytes_written(tmp_path):
+    masks, out = generated(tmp_path, kinds=("unet", "edge", "balance"), separate_touching=True)
+    data = json.loads((out / MANIFEST_NAME).read_text())
+    seen = set()
+    for record in data["masks"].values():
+        for kind, output in record["outputs"].items():
+            seen.add(kind)
+            content = (out / output["path"]).read_bytes()
+            assert output["sha256"] == hashlib.sha256(content).hexdigest()
+            assert output["bytes"] == len(content)
+    assert seen == {"unet", "edge", "balance", "target"}
+    hasher = hashlib.sha256()
+    size = write_tiff_atomic(tmp_path / "w.tif", np.arange(12.0).reshape(3, 4), hasher=hasher)
+    content = (tmp_path / "w.tif").read_bytes()
+    assert size == len(content) and hasher.hexdigest() == hashlib.sha256(content).hexdigest()
+
+
+def test_check_hashes_maps(folders):
+    masks, out = folders
+    path = out / "nuclei_01.unet.tif"
+    size = path.stat().st_size
+    impostor(path)
+    assert path.stat().st_size == size
+    report = weightmaps.check(masks, out)
+    assert report.stale == [("nuclei_01.tif", "unet", SAME_SIZE_REASON)]
+    assert len(report.current) == 3
+    result = cli("check", masks, out)
+    assert result.exit_code == 1
+    assert "stale    nuclei_01.tif [unet]: output changed on disk (same size" in result.stdout
+    # Sizes only: the map passes, as it does for generate, which reads no map.
+    assert weightmaps.check(masks, out, hash_maps=False).exit_code == 0
+    assert cli("check", masks, out, "--no-hash-maps").exit_code == 0
+    assert weightmaps.generate(masks, out, kinds=("unet",), workers=1).done == []
+    # Deleted, as the reason says: generate redoes it, and check passes.
+    path.unlink()
+    assert weightmaps.generate(masks, out, kinds=("unet",), workers=1).done == ["nuclei_01.tif"]
+    assert weightmaps.check(masks, out).exit_code == 0
+
+
+def test_manifest_without_digests_still_works(folders):
+    """An OUT made before digests were recorded: loads, checks sizes, is not redone."""
+    masks, out = folders
+    path = out / MANIFEST_NAME
+    data = json.loads(path.read_text())
+    for record in data["masks"].values():
+        for output in record["outputs"].values():
+            del output["sha256"]
+    path.write_text(json.dumps(data))
+    before = outputs_of(out)
+    assert weightmaps.check(masks, out).exit_code == 0
+    report = weightmaps.generate(masks, out, kinds=("unet",), workers=1)
+    assert report.exit_code == 0 and report.done == []
+    assert outputs_of(out) == before
+    # Not backfilled: a digest of the file now on disk would vouch for whatever is there.
+    recorded = json.loads(path.read_text())["masks"]
+    assert not any("sha256" in r["outputs"]["unet"] for r in recorded.values())
+    shutil.copy(out / "nuclei_00.unet.tif", out / "nuclei_01.unet.tif")
+    assert weightmaps.check(masks, out).stale == [
+        ("nuclei_01.tif", "unet", "output changed on disk")
+    ]
+
+
+def test_zarr_maps_are_checked_by_size(tmp_path):
+    pytest.importorskip("dask")
+    pytest.importorskip("zarr")
+    masks, out = generated(tmp_path, chunked_above=0)
+    outputs = json.loads((out / MANIFEST_NAME).read_text())["masks"][NUCLEI_00]["outputs"]
+    assert outputs["unet"]["path"].endswith(".zarr") and "sha256" not in outputs["unet"]
+    assert weightmaps.check(masks, out).exit_code == 0
