@@ -4,7 +4,9 @@
 ``weightmaps generate MASKS MAPS`` wrote (same relative path), and with an
 image of the same stem under IMAGES when given. It checks the generate
 step's manifest first, so a training run never silently reads maps made
-from an older mask or with other parameters.
+from an older mask or with other parameters, and checks each map's bytes
+against the SHA-256 recorded when generate wrote them as it reads them, so
+it never trains on a file put in a map's place either.
 """
 
 from __future__ import annotations
