@@ -201,6 +201,24 @@ def test_field_of_the_wrong_type_is_exit_3(folders, where, value, needle):
     assert_refused(masks, out, needle)
 
 
+@pytest.mark.parametrize(
+    "key",
+    ["a\nb", "x" * 100_000, "../" * 50_000 + "x.tif"],
+    ids=["newline", "long", "long-unsafe"],
+)
+def test_message_stays_one_short_line(folders, key):
+    masks, out = folders
+
+    def change(data):
+        data["masks"][key] = {"outputs": {"unet": {"path": key}}, key: [[[[[1]]]]]}
+
+    mutate(out / MANIFEST_NAME, change)
+    assert_refused(masks, out)
+    with pytest.raises(ManifestError) as info:
+        Manifest.load(out / MANIFEST_NAME)
+    assert len(str(info.value)) < 300 + len(str(out))
+
+
 def test_unsafe_paths_are_exit_3(folders):
     masks, out = folders
     mutate(out / MANIFEST_NAME, lambda d: d["masks"].update({"../x.tif": {"outputs": {}}}))

@@ -195,6 +195,11 @@ def _shown(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
+def _member(name: str) -> str:
+    """``name`` as a step of a field's location: short, on one line."""
+    return f".{name}" if name.isidentifier() and len(name) <= 40 else f"[{_shown(name)}]"
+
+
 def _wrong(expected: str, value: Any) -> _Bad:
     return _Bad(f"expected {expected}, got {_shown(value)}")
 
@@ -257,8 +262,8 @@ def _path(value: Any) -> None:
         return  # what safe_relative_path accepts, without building a PurePosixPath
     try:
         safe_relative_path(value)
-    except ManifestError as exc:
-        raise _Bad(str(exc)) from None
+    except ManifestError:
+        raise _Bad(f"unsafe path in manifest: {_shown(value)}") from None
 
 
 def _int_key(value: Any) -> None:
@@ -315,7 +320,7 @@ def _object_of(key: _Check, check: _Check) -> _Check:
                 key(name)
                 check(item)
             except _Bad as bad:
-                bad.where.append(f"[{name!r}]")
+                bad.where.append(f"[{_shown(name)}]")
                 raise
 
     return object_of
@@ -334,7 +339,7 @@ def _fields(known: Mapping[str, _Check], required: tuple[str, ...] = ()) -> _Che
             try:
                 known.get(name, _shallow)(item)
             except _Bad as bad:
-                bad.where.append(f".{name}")
+                bad.where.append(_member(name))
                 raise
 
     return fields
