@@ -1413,8 +1413,8 @@ def check(
     "would generate with these parameters redo anything?". Nothing is read
     but the manifest, the masks' bytes (for their hashes) and, with
     ``hash_maps``, the maps' bytes: a TIFF map whose SHA-256 differs from the
-    one recorded when it was written is stale ("its SHA-256 differs") even at
-    the same size. generate compares sizes only (a rerun with nothing to do
+    one recorded when it was written is stale ("same size, other SHA-256")
+    even at the same size. generate compares sizes only (a rerun with nothing to do
     reads no map), so such a map must be deleted for generate to redo it.
     Zarr maps and maps recorded without a digest are compared by size.
     """
