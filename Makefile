@@ -39,6 +39,7 @@ demo: install
 bench: install
 	$(PY) benchmarks/bench_kernels.py
 	$(PY) benchmarks/bench_generate.py
+	$(PY) benchmarks/bench_digests.py
 	$(PY) benchmarks/bench_scale.py
 
 # GPU against the CPU path of the same machine (CPU-side figures only without CUDA).

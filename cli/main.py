@@ -351,12 +351,21 @@ def generate(masks: Path, out: Path, quiet: bool, verbose: int, **params: Any) -
 @click.option("--kinds", callback=_parse_kinds, help="Maps to check [default: as last generated].")
 @_apply(_MAP_OPTIONS)
 @_apply(_READ_OPTIONS)
+@click.option(
+    "--hash-maps/--no-hash-maps",
+    default=True,
+    show_default=True,
+    help="Compare each map's SHA-256 with the one recorded when it was written "
+    "(--no-hash-maps: sizes only, without reading the maps).",
+)
 @click.option("-v", "--verbose", is_flag=True, help="List current maps too.")
 @_usage_errors
 def check(masks: Path, out: Path, verbose: bool, **params: Any) -> None:
     """List missing, stale and current maps of MASKS in OUT (exit 1 if any are not current).
 
-    Parameters not given are those of the last generate run into OUT.
+    Parameters not given are those of the last generate run into OUT. A map
+    whose bytes differ from those generate wrote (same size, other SHA-256) is
+    stale, but a rerun of generate compares sizes only: delete it first.
     """
     from weightmaps.pipeline import check as run_check
     from weightmaps.pipeline import printable

@@ -7,6 +7,9 @@ disk independently (tifffile, PIL), not through the dataset's readers.
 
 from __future__ import annotations
 
+import io
+import json
+import os
 import pickle
 import shlex
 import shutil
@@ -312,6 +315,101 @@ def test_no_manifest(fresh, tmp_path):
     assert len(ds) == 4
     for index in range(4):
         assert_items_equal(ds[index], expected[index])
+
+
+def impostor(path: Path) -> np.ndarray:
+    """Replace the map at ``path`` by other pixels in a valid TIFF of the same byte size."""
+    size = path.stat().st_size
+    other = np.ones_like(tifffile.imread(path))
+    buffer = io.BytesIO()
+    tifffile.imwrite(buffer, other, compression="zlib")
+    data = buffer.getvalue()
+    assert len(data) < size
+    path.write_bytes(data + bytes(size - len(data)))  # TIFF readers ignore the tail
+    np.testing.assert_array_equal(tifffile.imread(path), other)
+    return other
+
+
+def test_verify_refuses_another_masks_map_at_construction(fresh):
+    out = fresh.out
+    sizes = [(out / f"nuclei_0{i}.unet.tif").stat().st_size for i in (0, 1)]
+    assert sizes[0] != sizes[1]
+    shutil.copy(out / "nuclei_01.unet.tif", out / "nuclei_00.unet.tif")
+    with pytest.raises(StaleMapsError) as info:
+        WeightMapDataset(fresh.masks, out)
+    message = str(info.value)
+    assert f"nuclei_00.tif: unet map {out.resolve() / 'nuclei_00.unet.tif'} changed" in message
+    assert "nuclei_01.tif" not in message
+    # generate sees the size too: the command in the message redoes that map.
+    regenerate(message)
+    ds = WeightMapDataset(fresh.masks, out)
+    np.testing.assert_array_equal(ds[0]["weight"], map_file(fresh, NUCLEI[0], "unet"))
+    assert not np.array_equal(ds[0]["weight"], map_file(fresh, NUCLEI[1], "unet"))
+
+
+@pytest.mark.parametrize("kind", ["unet", "target"])
+def test_verify_refuses_a_same_size_map_when_read(fresh, kind):
+    ds = WeightMapDataset(fresh.masks, fresh.out)  # sizes only: constructs
+    expected = ds[2]
+    path = fresh.out / f"nuclei_02.{kind}.tif"
+    impostor(path)
+    with pytest.raises(StaleMapsError) as info:
+        ds[2]
+    message = str(info.value)
+    assert f"{kind} map {path.resolve()} of mask nuclei_02.tif" in message
+    assert "SHA-256 differs" in message and "delete it" in message
+    for index in (0, 1, 3):  # the others still load
+        ds[index]
+    # A new dataset constructs (same size) and refuses the same item.
+    with pytest.raises(StaleMapsError, match="SHA-256"):
+        WeightMapDataset(fresh.masks, fresh.out)[2]
+    # What the message says to do gives back the map that was made.
+    path.unlink()
+    regenerate(message)
+    assert_items_equal(WeightMapDataset(fresh.masks, fresh.out)[2], expected)
+
+
+def test_verify_refuses_a_map_changed_after_construction(fresh):
+    ds = WeightMapDataset(fresh.masks, fresh.out)
+    shutil.copy(fresh.out / "nuclei_01.unet.tif", fresh.out / "nuclei_00.unet.tif")
+    with pytest.raises(StaleMapsError, match="unet map .*nuclei_00.unet.tif of mask nuclei_00.tif"):
+        ds[0]
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
+def test_verify_does_not_wait_on_a_fifo_in_a_maps_place(fresh):
+    ds = WeightMapDataset(fresh.masks, fresh.out)
+    path = fresh.out / "nuclei_03.unet.tif"
+    path.unlink()
+    os.mkfifo(path)
+    with pytest.raises(StaleMapsError, match="nuclei_03.unet.tif of mask nuclei_03.tif is not a"):
+        ds[3]
+    with pytest.raises(StaleMapsError, match="nuclei_03.tif: unet map file missing"):
+        WeightMapDataset(fresh.masks, fresh.out)
+
+
+def test_without_verify_maps_are_not_hashed(fresh):
+    other = impostor(fresh.out / "nuclei_02.unet.tif")
+    item = WeightMapDataset(fresh.masks, fresh.out, verify=False)[2]
+    np.testing.assert_array_equal(item["weight"], other)
+
+
+def test_manifest_without_digests_checks_sizes(fresh):
+    """A manifest written before map digests: sizes are checked, same-size content is not."""
+    path = fresh.out / "weightmaps.json"
+    data = json.loads(path.read_text())
+    for record in data["masks"].values():
+        for output in record["outputs"].values():
+            del output["sha256"]
+    path.write_text(json.dumps(data))
+    ds = WeightMapDataset(fresh.masks, fresh.out)
+    other = impostor(fresh.out / "nuclei_01.unet.tif")
+    np.testing.assert_array_equal(ds[1]["weight"], other)
+    shutil.copy(fresh.out / "nuclei_00.unet.tif", fresh.out / "nuclei_01.unet.tif")
+    with pytest.raises(StaleMapsError, match="nuclei_01.tif: unet map .* changed"):
+        WeightMapDataset(fresh.masks, fresh.out)
+    with pytest.raises(StaleMapsError, match="is not the [0-9]+ bytes generate wrote"):
+        ds[1]
 
 
 # --------------------------------------------------------------------------

@@ -283,6 +283,7 @@ def test_manifest_records(masks, tmp_path):
         assert output["path"] == f"nuclei/nuclei_00.{kind}.tif"
         array = read_map(out / output["path"])
         assert output["bytes"] == (out / output["path"]).stat().st_size
+        assert output["sha256"] == hashlib.sha256((out / output["path"]).read_bytes()).hexdigest()
         assert output["min"] == pytest.approx(float(array.min()))
         assert output["max"] == pytest.approx(float(array.max()))
         assert output["mean"] == pytest.approx(float(array.mean(dtype=np.float64)))

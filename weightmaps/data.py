@@ -4,14 +4,19 @@
 ``weightmaps generate MASKS MAPS`` wrote (same relative path), and with an
 image of the same stem under IMAGES when given. It checks the generate
 step's manifest first, so a training run never silently reads maps made
-from an older mask or with other parameters.
+from an older mask or with other parameters, and checks each map's bytes
+against the SHA-256 recorded when generate wrote them as it reads them, so
+it never trains on a file put in a map's place either.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import io
 import os
 import shlex
+import stat
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -36,7 +41,16 @@ _SHOWN_PROBLEMS = 5
 
 
 class StaleMapsError(RuntimeError):
-    """Maps are missing, or older than their masks, or made with other parameters."""
+    """Maps are missing, older than their masks, made with other parameters, or
+    not the files generate wrote."""
+
+
+@dataclasses.dataclass(frozen=True)
+class _Written:
+    """What the manifest says generate wrote: the file's size and SHA-256."""
+
+    size: int | None
+    sha256: str | None  # None for maps recorded before digests were
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,6 +60,7 @@ class _Item:
     maps: dict[str, str]
     image: str | None
     mask_type: str | None
+    written: dict[str, _Written] = dataclasses.field(default_factory=dict)  # when verifying
 
 
 class WeightMapDataset(Dataset):
@@ -74,7 +89,12 @@ class WeightMapDataset(Dataset):
     verify : bool
         Read ``MAPS/weightmaps.json`` and refuse (``StaleMapsError``) maps
         that are missing, whose mask changed since they were made, or whose
-        parameters differ from ``settings``. Masks are hashed once here.
+        parameters differ from ``settings``. Masks are hashed once here, and
+        each map's size is compared with the recorded one; each time a map is
+        read, the bytes read are hashed and compared with the SHA-256 that
+        generate recorded when it wrote them, so a map replaced by another
+        file (another mask's map, or other content of the same size) is
+        refused rather than trained on.
     settings : MapSettings or mapping, optional
         The parameters the caller expects the maps to have been made with
         (e.g. ``{"sigma": 5, "w0": 10}``); checked when ``verify``.
@@ -228,6 +248,7 @@ class WeightMapDataset(Dataset):
                 maps[kind] = str(manifest.output_path(self.maps_dir, outputs[kind]["path"]))
             else:
                 maps[kind] = str(self.maps_dir / output_name(rel, kind))
+        written: dict[str, _Written] = {}
         if verify:
             if record is None:
                 problems.append(f"{rel}: no maps recorded")
@@ -237,12 +258,16 @@ class WeightMapDataset(Dataset):
                 for kind in wanted:
                     if kind not in outputs:
                         problems.append(f"{rel}: no {kind} map")
-                    elif not Path(maps[kind]).is_file():
-                        problems.append(f"{rel}: {kind} map file missing")
+                        continue
+                    output = outputs[kind]
+                    written[kind] = _Written(output.get("bytes"), output.get("sha256"))
+                    problem = _size_problem(maps[kind], written[kind])
+                    if problem is not None:
+                        problems.append(f"{rel}: {kind} map {problem}")
         image = self._find_image(rel) if self.images_dir is not None else None
         if self.images_dir is not None and image is None:
             raise FileNotFoundError(f"no image for mask {rel} under {self.images_dir}")
-        return _Item(rel, str(path), maps, image, (record or {}).get("mask_type"))
+        return _Item(rel, str(path), maps, image, (record or {}).get("mask_type"), written)
 
     def _find_image(self, rel: str) -> str | None:
         assert self.images_dir is not None
@@ -293,7 +318,7 @@ class WeightMapDataset(Dataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         item = self._items[index]
         labels = self._labels(item)
-        maps = {kind: _read_map(item.maps[kind]) for kind in self.kinds}
+        maps = {kind: self._read_map(item, kind) for kind in self.kinds}
         image = None if item.image is None else _read_image(item.image, labels.ndim)
         labels, image = _match_map_shape(labels, image, maps, item.rel)
         sample: dict[str, Any] = {"mask": labels}
@@ -307,9 +332,30 @@ class WeightMapDataset(Dataset):
             sample = dict(self.transform(**sample))
         return self._to_tensors(sample, item.rel)
 
+    def _read_map(self, item: _Item, kind: str) -> np.ndarray:
+        path = item.maps[kind]
+        written = item.written.get(kind)
+        if written is None:  # not verifying
+            return _read_map(path)
+        # The bytes are read once: hashed, then decoded from memory, so the map
+        # returned is exactly the one checked.
+        data = _read_regular(path, limit=None if written.size is None else written.size + 1)
+        if data is None:
+            problem = "is not a regular file"
+        elif written.size is not None and len(data) != written.size:
+            problem = f"is not the {written.size} bytes generate wrote"
+        elif written.sha256 is not None and hashlib.sha256(data).hexdigest() != written.sha256:
+            problem = "is not the file generate wrote (its SHA-256 differs from the manifest's)"
+        else:
+            return _read_map(io.BytesIO(data))
+        raise StaleMapsError(
+            f"{kind} map {path} of mask {item.rel} {problem}: delete it. "
+            f"Regenerate with: {self._command()}"
+        )
+
     def _labels(self, item: _Item) -> np.ndarray:
         if "target" in item.maps:
-            labels = _read_map(item.maps["target"])
+            labels = self._read_map(item, "target")
         else:
             labels = read_mask(item.mask, max_pixels=self.max_pixels)
         if self.mask_values == "raw":
@@ -368,10 +414,37 @@ def _float_tensor(array: Any) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
 
 
-def _read_map(path: str) -> np.ndarray:
+def _read_map(source: str | io.BytesIO) -> np.ndarray:
     import tifffile
 
-    return tifffile.imread(path)
+    return tifffile.imread(source)
+
+
+def _read_regular(path: str, limit: int | None) -> bytes | None:
+    """Up to ``limit`` bytes of ``path``; None unless it is a regular file.
+
+    Opened without blocking, so a FIFO put in a map's place is refused rather
+    than waited on; the limit stops a larger file swapped in from being read
+    whole.
+    """
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    with open(fd, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        return fh.read() if limit is None else fh.read(limit)
+
+
+def _size_problem(path: str, written: _Written) -> str | None:
+    """Why the map file at ``path`` cannot be the one recorded, from its size alone."""
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        return "file missing"
+    if not stat.S_ISREG(info.st_mode):
+        return "file missing"
+    if written.size is not None and info.st_size != written.size:
+        return f"{path} changed since generate wrote it ({info.st_size} bytes, not {written.size})"
+    return None
 
 
 def _read_image(path: str, ndim: int) -> np.ndarray:

@@ -8,11 +8,16 @@ The manifest is plain JSON (never pickle), written atomically. It holds
   with dataset scope;
 - ``masks``: per mask (path relative to MASKS) its size, SHA-256, type,
   shape, dtype and spacing, the class counts it contributes, and per output
-  kind the map's path (relative to OUT), parameter digest, file size and the
-  map's min, max and mean.
+  kind the map's path (relative to OUT), parameter digest, file size, the
+  map's min, max and mean, and for a TIFF map the SHA-256 of the bytes
+  written (``"sha256"``; absent for zarr maps and in manifests written before
+  it was recorded).
 
-A manifest comes from disk and may have been edited by anyone: every path in
-it is checked to stay inside OUT before it is used.
+A manifest comes from disk and may have been edited by anyone. :meth:`Manifest.load`
+reads only a regular file (never through a symlink, never blocking on a FIFO) and
+checks the type of every field this package reads, and every path in it is checked
+to stay inside OUT before it is used: whatever is wrong with it is one
+:class:`ManifestError` naming the file and the field.
 """
 
 from __future__ import annotations
@@ -21,13 +26,19 @@ import dataclasses
 import errno
 import hashlib
 import json
+import math
 import os
+import re
 import stat
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from weightmaps._version import __version__
+from weightmaps.balance import BALANCE_MODES
+from weightmaps.io import RGB_RULES
+from weightmaps.maps import BALANCE_SCOPES, KINDS, MapSettings
+from weightmaps.masktype import MASK_TYPES
 from weightmaps.writing import write_text_atomic
 
 __all__ = [
@@ -35,6 +46,7 @@ __all__ = [
     "MANIFEST_NAME",
     "Manifest",
     "ManifestError",
+    "check_manifest",
     "file_sha256",
     "map_name",
     "params_digest",
@@ -114,6 +126,20 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
             os.close(fd)
 
 
+def _read_regular_file(path: str | os.PathLike[str]) -> bytes:
+    """The bytes of ``path`` if it is a regular file.
+
+    Never through a symlink (``O_NOFOLLOW``) and never waiting for a writer
+    (``O_NONBLOCK``: a FIFO would otherwise block ``open`` forever).
+    """
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    fd = os.open(path, flags | getattr(os, "O_BINARY", 0))
+    with open(fd, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file")
+        return fh.read()
+
+
 def safe_relative_path(text: object) -> PurePosixPath:
     """Check a path read from a manifest: relative, no ``..``, no drive.
 
@@ -139,6 +165,342 @@ def safe_relative_path(text: object) -> PurePosixPath:
     return path
 
 
+# --- the manifest's structure --------------------------------------------------
+#
+# Every field any part of the package reads is checked here, once, on load, so
+# that code using a loaded manifest can rely on the types below. Unknown fields
+# are dropped when the manifest is saved, and may only be shallow, so that
+# nothing walks a deep structure later.
+#
+# A check is a function of the value that raises _Bad; the containers around it
+# add where it was on the way out, so a valid manifest (10^5 records) costs no
+# string formatting.
+
+_Check = Callable[[Any], None]
+
+_MAX_DEPTH = 4
+"""Deepest nesting accepted in a value whose layout is not checked field by field."""
+
+_OUTPUT_KINDS = (*KINDS, "target")
+_RESOLVED_MASK_TYPES = tuple(t for t in MASK_TYPES if t != "auto")
+_HEX_SHA256 = re.compile(r"[0-9a-f]{64}")
+_INT_KEY = re.compile(r"-?[0-9]{1,19}")
+_SUSPECT_PATH = re.compile(r"\.\.|[\\\x00:]")
+
+
+class _Bad(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.where: list[str] = []  # innermost first
+
+    def located(self) -> ManifestError:
+        where = "".join(reversed(self.where)).lstrip(".")
+        return ManifestError(f"{where}: {self.reason}" if where else self.reason)
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list):
+        return "a list"
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _member(name: str) -> str:
+    """``name`` as a step of a field's location: short, on one line."""
+    return f".{name}" if name.isidentifier() and len(name) <= 40 else f"[{_shown(name)}]"
+
+
+def _wrong(expected: str, value: Any) -> _Bad:
+    return _Bad(f"expected {expected}, got {_shown(value)}")
+
+
+def _shallow(value: Any) -> None:
+    # Iterative: a value nested as deep as the JSON parser allows must not
+    # exhaust the stack here either.
+    stack = [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if level > _MAX_DEPTH:
+            raise _Bad(f"nested deeper than {_MAX_DEPTH} levels")
+        stack.extend((child, level + 1) for child in children)
+
+
+def _string(value: Any) -> None:
+    if type(value) is not str:
+        raise _wrong("a string", value)
+
+
+def _count(value: Any) -> None:
+    if type(value) is not int or value < 0:  # bool is no count
+        raise _wrong("a whole number >= 0", value)
+
+
+def _integer(value: Any) -> None:
+    if type(value) is not int:
+        raise _wrong("a whole number", value)
+
+
+def _number(value: Any) -> None:
+    if type(value) is not float and type(value) is not int:
+        raise _wrong("a number", value)
+
+
+def _finite(value: Any) -> None:
+    _number(value)
+    if not math.isfinite(value):
+        raise _wrong("a finite number", value)
+
+
+def _boolean(value: Any) -> None:
+    if type(value) is not bool:
+        raise _wrong("true or false", value)
+
+
+def _sha256(value: Any) -> None:
+    if type(value) is not str or not _HEX_SHA256.fullmatch(value):
+        raise _wrong("a SHA-256 in hex", value)
+
+
+def _path(value: Any) -> None:
+    if type(value) is str and value and value[0] != "/" and not _SUSPECT_PATH.search(value):
+        return  # what safe_relative_path accepts, without building a PurePosixPath
+    try:
+        safe_relative_path(value)
+    except ManifestError:
+        raise _Bad(f"unsafe path in manifest: {_shown(value)}") from None
+
+
+def _int_key(value: Any) -> None:
+    if not _INT_KEY.fullmatch(value):
+        raise _wrong("a class id", value)
+
+
+def _choice(*options: str) -> _Check:
+    def check(value: Any) -> None:
+        if type(value) is not str or value not in options:
+            raise _wrong("one of " + ", ".join(options), value)
+
+    return check
+
+
+def _optional(check: _Check) -> _Check:
+    def optional(value: Any) -> None:
+        if value is not None:
+            check(value)
+
+    return optional
+
+
+def _either(first: _Check, second: _Check) -> _Check:
+    def either(value: Any) -> None:
+        try:
+            first(value)
+        except _Bad:
+            second(value)
+
+    return either
+
+
+def _list_of(check: _Check) -> _Check:
+    def list_of(value: Any) -> None:
+        if type(value) is not list:
+            raise _wrong("a list", value)
+        for i, item in enumerate(value):
+            try:
+                check(item)
+            except _Bad as bad:
+                bad.where.append(f"[{i}]")
+                raise
+
+    return list_of
+
+
+def _object_of(key: _Check, check: _Check) -> _Check:
+    def object_of(value: Any) -> None:
+        if type(value) is not dict:
+            raise _wrong("an object", value)
+        for name, item in value.items():
+            try:
+                key(name)
+                check(item)
+            except _Bad as bad:
+                bad.where.append(f"[{_shown(name)}]")
+                raise
+
+    return object_of
+
+
+def _fields(known: Mapping[str, _Check], required: tuple[str, ...] = ()) -> _Check:
+    """An object with these fields (each optional unless ``required``)."""
+
+    def fields(value: Any) -> None:
+        if type(value) is not dict:
+            raise _wrong("an object", value)
+        for name in required:
+            if name not in value:
+                raise _Bad(f"no {name!r}")
+        for name, item in value.items():
+            try:
+                known.get(name, _shallow)(item)
+            except _Bad as bad:
+                bad.where.append(_member(name))
+                raise
+
+    return fields
+
+
+_CLASS_COUNTS = _fields(
+    {
+        "pixels": _object_of(_int_key, _count),
+        "image_pixels": _object_of(_int_key, _count),
+        "images": _count,
+    },
+    required=("pixels", "image_pixels"),
+)
+
+_NUMBERS = _list_of(_number)
+
+# Settings of the last run: the MapSettings fields, the reading options, the kinds.
+_SETTINGS = _fields(
+    {
+        "kinds": _list_of(_choice(*KINDS)),
+        "mask_type": _choice(*MASK_TYPES),
+        "ignore_value": _optional(_number),
+        "connectivity": _optional(_integer),
+        "separate_touching": _boolean,
+        "allow_empty": _boolean,
+        "w0": _number,
+        "sigma": _number,
+        "class_weights": _optional(_either(_string, _NUMBERS)),
+        "spacing": _optional(_either(_string, _NUMBERS)),
+        "edge_kernel": _integer,
+        "edge_alpha": _number,
+        "edge_size": _optional(_list_of(_integer)),
+        "balance_mode": _choice(*BALANCE_MODES),
+        "balance_scope": _choice(*BALANCE_SCOPES),
+        "channel": _optional(_integer),
+        "rgb_rule": _optional(_choice(*RGB_RULES)),
+        "chunked_above": _count,
+    }
+)
+
+_SETTING_FIELDS = frozenset(f.name for f in dataclasses.fields(MapSettings))
+
+_DATASET = _fields(
+    {
+        "counts": _CLASS_COUNTS,
+        "weights": _object_of(_int_key, _finite),
+        "sources": _string,
+    }
+)
+
+_OUTPUT = _fields(
+    {
+        "path": _path,
+        "bytes": _count,
+        "sha256": _sha256,
+        "shape": _list_of(_count),
+        "dtype": _string,
+        "min": _number,
+        "max": _number,
+        "mean": _number,
+        "params": _string,
+    },
+    required=("path",),
+)
+
+_COUNT_CACHE_FIELDS = _fields(
+    {
+        "sha256": _string,
+        "params": _string,
+        "mask_type": _choice(*_RESOLVED_MASK_TYPES),
+        "counts": _CLASS_COUNTS,
+    },
+    required=("sha256", "params", "mask_type", "counts"),
+)
+
+
+def _count_cache(value: Any) -> None:
+    if value != {}:  # an empty cache is no cache
+        _COUNT_CACHE_FIELDS(value)
+
+
+_RECORD = _fields(
+    {
+        "size": _count,
+        "sha256": _string,  # a content SHA-256, or a volume's "stat:..." fingerprint
+        "mask_type": _choice(*_RESOLVED_MASK_TYPES),
+        "shape": _list_of(_count),
+        "dtype": _string,
+        "spacing": _optional(_NUMBERS),
+        "outputs": _object_of(_choice(*_OUTPUT_KINDS), _OUTPUT),
+        "count_cache": _count_cache,
+    }
+)
+
+_MANIFEST = _fields(
+    {
+        "format": _string,
+        "tool_version": _string,
+        "settings": _optional(_SETTINGS),
+        "parameter_sets": _optional(_object_of(_string, _fields({}))),
+        "dataset": _optional(_DATASET),
+        "masks": _object_of(_path, _RECORD),
+    }
+)
+
+
+def _check_settings_values(settings: Mapping[str, Any]) -> None:
+    """The recorded map parameters make a valid :class:`MapSettings`."""
+    given = {
+        name: tuple(value) if isinstance(value, list) else value
+        for name, value in settings.items()
+        if name in _SETTING_FIELDS
+    }
+    try:
+        MapSettings(**given)
+    except (TypeError, ValueError) as exc:
+        raise ManifestError(f"settings: {exc}") from None
+
+
+def check_manifest(data: Any) -> None:
+    """Check a parsed manifest's structure: the type of every field that is read.
+
+    Raises
+    ------
+    ManifestError
+        Naming the first field found wrong, e.g. ``masks['a.png'].outputs['unet'].bytes:
+        expected a whole number >= 0, got 'x'``.
+
+    Examples
+    --------
+    >>> check_manifest({"format": MANIFEST_FORMAT, "masks": {}})
+    >>> check_manifest({"format": MANIFEST_FORMAT, "settings": [1]})
+    Traceback (most recent call last):
+    ...
+    weightmaps.manifest.ManifestError: settings: expected an object, got a list
+    """
+    if not isinstance(data, dict):
+        raise ManifestError(f"expected an object, got {_shown(data)}")
+    if data.get("format") != MANIFEST_FORMAT:
+        raise ManifestError(f"format is not {MANIFEST_FORMAT!r}")
+    try:
+        _MANIFEST(data)
+    except _Bad as bad:
+        raise bad.located() from None
+    if data.get("settings"):
+        _check_settings_values(data["settings"])
+
+
 @dataclasses.dataclass
 class Manifest:
     """In-memory form of ``weightmaps.json``; see the module docstring."""
@@ -156,39 +518,38 @@ class Manifest:
         Raises
         ------
         ManifestError
-            Not JSON, not a weightmaps manifest, or holding unsafe paths.
+            ``"<path>: bad manifest: <reason>"``: not a regular file, not
+            JSON, not a weightmaps manifest, a field of the wrong type (see
+            :func:`check_manifest`), or an unsafe path.
         """
         try:
-            with open(path, "rb") as fh:
-                data = json.loads(fh.read())
+            text = _read_regular_file(path)
         except FileNotFoundError:
             return None
-        except (OSError, ValueError) as exc:
-            raise ManifestError(f"{path}: not a readable JSON manifest ({exc})") from exc
+        except OSError as exc:
+            reason = "a symbolic link" if exc.errno == errno.ELOOP else exc.strerror or exc
+            raise ManifestError(f"{path}: bad manifest: cannot read it ({reason})") from None
+        try:
+            data = json.loads(text)
+        except RecursionError:
+            raise ManifestError(f"{path}: bad manifest: JSON nested too deeply") from None
+        except ValueError as exc:
+            raise ManifestError(f"{path}: bad manifest: not JSON ({exc})") from None
         try:
             return cls.from_dict(data)
-        except (ManifestError, KeyError, TypeError, AttributeError) as exc:
-            raise ManifestError(f"{path}: not a weightmaps manifest ({exc})") from exc
+        except ManifestError as exc:
+            raise ManifestError(f"{path}: bad manifest: {exc}") from None
 
     @classmethod
     def from_dict(cls, data: Any) -> Manifest:
-        if not isinstance(data, dict) or data.get("format") != MANIFEST_FORMAT:
-            raise ManifestError(f"format is not {MANIFEST_FORMAT!r}")
-        masks = data.get("masks", {})
-        if not isinstance(masks, dict):
-            raise ManifestError("'masks' is not an object")
-        for rel, record in masks.items():
-            safe_relative_path(rel)
-            if not isinstance(record, dict) or not isinstance(record.get("outputs", {}), dict):
-                raise ManifestError(f"record of {rel!r} is not an object")
-            for output in record.get("outputs", {}).values():
-                safe_relative_path(output["path"])
+        """A manifest from its parsed JSON, checked by :func:`check_manifest`."""
+        check_manifest(data)
         return cls(
             settings=dict(data.get("settings") or {}),
             parameter_sets=dict(data.get("parameter_sets") or {}),
             dataset=data.get("dataset"),
-            masks=dict(masks),
-            tool_version=str(data.get("tool_version", "")),
+            masks=dict(data.get("masks", {})),
+            tool_version=data.get("tool_version", ""),
         )
 
     def to_dict(self) -> dict[str, Any]:

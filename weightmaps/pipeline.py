@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import errno
 import fnmatch
+import hashlib
 import logging
 import multiprocessing
 import os
@@ -420,11 +421,15 @@ def _write_outputs(job: _Job, source: _Source, result: MaskMaps) -> dict[str, An
                 if not path.parent.resolve().is_relative_to(Path(job.out_root).resolve()):
                     return {"error": f"output folder of {rel_out} leads outside OUT; refused"}
                 path.parent.mkdir(parents=True, exist_ok=True)
+            # The digest of the bytes written lets a reader tell this map from
+            # any other file put in its place, even one of the same size.
+            digest = hashlib.sha256()
             size = write_tiff_atomic(
                 path,
                 array,
                 spacing=recorded_spacing if same_grid else None,
                 unit=source.unit if recorded_spacing == source.file_spacing else None,
+                hasher=digest,
             )
         except OSError as exc:
             reason = f"cannot write {rel_out}: {exc.strerror or exc}"
@@ -432,6 +437,7 @@ def _write_outputs(job: _Job, source: _Source, result: MaskMaps) -> dict[str, An
         outputs[kind] = {
             "path": rel_out,
             "bytes": size,
+            "sha256": digest.hexdigest(),
             "shape": list(array.shape),
             "dtype": str(array.dtype),
             **_map_stats(array),
@@ -663,6 +669,7 @@ class _Run:
         self.chunked_above = chunked_above
         self.chunks = chunks
         self.volume_threads: int | None = None  # threads of one volume job; None: all cores
+        self.verify_digests = False  # also hash every current map (check); else sizes only
         self.out_dir = out_dir
         self.settings = settings
         self.read = read
@@ -734,10 +741,14 @@ class _Run:
         try:
             path = self.manifest.output_path(self.out_dir, output["path"])
             size = tree_size(path)
+            if size != output.get("bytes"):
+                return "output changed on disk"
+            # TIFF maps carry the digest of the bytes written; zarr maps, sizes only.
+            recorded = output.get("sha256")
+            if self.verify_digests and recorded is not None and file_sha256(path) != recorded:
+                return "output changed on disk (same size, other SHA-256: delete it to redo it)"
         except (OSError, ManifestError):
             return "output missing"
-        if size != output.get("bytes"):
-            return "output changed on disk"
         return None
 
     def replan(self, plan: _Plan, kind: str) -> None:
@@ -1457,6 +1468,7 @@ def check(
     glob: Sequence[str] | str = (),
     channel: int | None = None,
     rgb_rule: str | None = None,
+    hash_maps: bool = True,
     **options: Any,
 ) -> CheckReport:
     """Which maps under ``out_dir`` are current, stale or missing.
@@ -1464,7 +1476,12 @@ def check(
     Parameters not given are taken from the manifest's last run, so a plain
     check asks "is OUT up to date with how it was made?"; given ones ask
     "would generate with these parameters redo anything?". Nothing is read
-    but the manifest and the masks' bytes (for their hashes).
+    but the manifest, the masks' bytes (for their hashes) and, with
+    ``hash_maps``, the maps' bytes: a TIFF map whose SHA-256 differs from the
+    one recorded when it was written is stale ("same size, other SHA-256")
+    even at the same size. generate compares sizes only (a rerun with nothing to do
+    reads no map), so such a map must be deleted for generate to redo it.
+    Zarr maps and maps recorded without a digest are compared by size.
     """
     masks_path, out_path = Path(masks_dir), Path(out_dir)
     if not masks_path.is_dir():
@@ -1482,6 +1499,7 @@ def check(
     kinds = _check_kinds(kinds or recorded.get("kinds") or KINDS)
     chunked_above = recorded.get("chunked_above", DEFAULT_CHUNKED_ABOVE)
     run = _Run(masks_path, out_path, settings, read, kinds, manifest, chunked_above=chunked_above)
+    run.verify_digests = hash_maps
     report = CheckReport()
     patterns = (glob,) if isinstance(glob, str) else tuple(glob)
     plans: list[_Plan] = []
@@ -1501,7 +1519,7 @@ def check(
                 reason = plan.todo[kind]
                 bucket = report.missing if reason in _MISSING_REASONS else report.stale
                 bucket.append((plan.mask.rel, kind, reason))
-            elif kind != "target" or "target" in manifest.masks[plan.mask.rel]["outputs"]:
+            elif kind != "target" or "target" in manifest.masks[plan.mask.rel].get("outputs", {}):
                 report.current.append((plan.mask.rel, kind))
     return report
 

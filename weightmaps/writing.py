@@ -8,10 +8,12 @@ system), so an interrupted run leaves either the old file or the new one.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -75,6 +77,7 @@ def write_tiff_atomic(
     spacing: Sequence[float] | None = None,
     unit: str | None = None,
     writer: Callable[..., object] | None = None,
+    hasher: Any = None,
 ) -> int:
     """Write a 2-D image or 3-D stack as a zlib-compressed TIFF, atomically.
 
@@ -95,6 +98,9 @@ def write_tiff_atomic(
     writer : callable, optional
         ``tifffile.imwrite`` or a stand-in (tests use one to interrupt a
         write halfway).
+    hasher : hashlib hash object, optional
+        Updated with the file's bytes, read back from the temporary file
+        before the rename: the digest is that of exactly what was written.
 
     Returns
     -------
@@ -129,6 +135,9 @@ def write_tiff_atomic(
     with atomic_path(path) as tmp:
         writer(tmp, array, **kwargs)
         size = tmp.stat().st_size
+        if hasher is not None:
+            with open(tmp, "rb") as fh:
+                hashlib.file_digest(fh, lambda: hasher)
     return size
 
 
