@@ -10,6 +10,7 @@ from an older mask or with other parameters.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import shlex
 from collections.abc import Callable, Mapping, Sequence
@@ -91,6 +92,9 @@ class WeightMapDataset(Dataset):
         of ``F.cross_entropy``).
     glob : str or sequence of str
         Only masks matching (as ``weightmaps generate --glob``).
+    max_pixels : int
+        Refuse a mask, map or TIFF image whose header claims more pixels
+        (ValueError), before anything is allocated.
 
     Notes
     -----
@@ -285,8 +289,10 @@ class WeightMapDataset(Dataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         item = self._items[index]
         labels = self._labels(item)
-        maps = {kind: _read_map(item.maps[kind]) for kind in self.kinds}
-        image = None if item.image is None else _read_image(item.image, labels.ndim)
+        maps = {kind: _read_map(item.maps[kind], self.max_pixels) for kind in self.kinds}
+        image = (
+            None if item.image is None else _read_image(item.image, labels.ndim, self.max_pixels)
+        )
         labels, image = _match_map_shape(labels, image, maps, item.rel)
         sample: dict[str, Any] = {"mask": labels}
         if image is not None:
@@ -301,7 +307,7 @@ class WeightMapDataset(Dataset):
 
     def _labels(self, item: _Item) -> np.ndarray:
         if "target" in item.maps:
-            labels = _read_map(item.maps["target"])
+            labels = _read_map(item.maps["target"], self.max_pixels)
         else:
             labels = read_mask(item.mask, max_pixels=self.max_pixels)
         if self.mask_values == "raw":
@@ -360,21 +366,35 @@ def _float_tensor(array: Any) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
 
 
-def _read_map(path: str) -> np.ndarray:
+def _read_tiff(path: str, max_pixels: int) -> np.ndarray:
+    """A TIFF's first image, as ``tifffile.imread``, after checking its header's
+    pixel count (samples not counted): a header claiming 60000^2 pixels
+    would otherwise be allocated and decoded."""
     import tifffile
 
-    return tifffile.imread(path)
+    with tifffile.TiffFile(path) as tif:
+        series = tif.series[0]
+        pixels = math.prod(
+            n for n, axis in zip(series.shape, series.axes, strict=True) if axis != "S"
+        )
+        if pixels > max_pixels:
+            raise ValueError(
+                f"{path}: has {pixels} pixels, more than the limit of {max_pixels} (max_pixels)"
+            )
+        return tif.asarray()
 
 
-def _read_image(path: str, ndim: int) -> np.ndarray:
+def _read_map(path: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    return _read_tiff(path, max_pixels)
+
+
+def _read_image(path: str, ndim: int, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Image as ``(*spatial, C)``: grey images get a channel axis of 1."""
     suffix = Path(path).suffix.lower()
     if suffix == ".npy":
         image = np.load(path, allow_pickle=False)
     elif suffix in (".tif", ".tiff"):
-        import tifffile
-
-        image = tifffile.imread(path)
+        image = _read_tiff(path, max_pixels)
     else:
         from PIL import Image
 
