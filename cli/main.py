@@ -25,7 +25,12 @@ from weightmaps.balance import BALANCE_MODES
 from weightmaps.io import DEFAULT_MAX_PIXELS, RGB_RULES
 from weightmaps.maps import BALANCE_SCOPES, KINDS
 from weightmaps.masktype import MASK_TYPES
-from weightmaps.volumes import DEFAULT_CHUNKED_ABOVE
+from weightmaps.volumes import (
+    DEFAULT_CHUNKED_ABOVE,
+    DEFAULT_MAX_CHUNK_BYTES,
+    DEFAULT_MAX_VOLUME_VOXELS,
+    MISSING_CHUNKS,
+)
 
 EXIT_RUN_ERROR = 3
 EXIT_INTERRUPTED = 130
@@ -306,6 +311,30 @@ def main() -> None:
     type=click.IntRange(min=1),
     help="Edge length of the processing chunks of such volumes "
     "[default: a zarr's own chunks, 256 for a TIFF].",
+)
+@click.option(
+    "--max-volume-voxels",
+    type=click.IntRange(min=1),
+    default=DEFAULT_MAX_VOLUME_VOXELS,
+    show_default=True,
+    help="Refuse chunked volumes whose metadata claims more voxels (--max-pixels is the "
+    "limit of masks read whole).",
+)
+@click.option(
+    "--max-chunk-bytes",
+    type=click.IntRange(min=1),
+    default=DEFAULT_MAX_CHUNK_BYTES,
+    show_default=True,
+    help="Refuse chunked volumes whose stored chunks (zarr chunk, TIFF tile or strip) "
+    "decode to more bytes, or whose processing chunks hold more as float32 maps.",
+)
+@click.option(
+    "--missing-chunks",
+    type=click.Choice(MISSING_CHUNKS),
+    default="fill",
+    show_default=True,
+    help="Zarr chunks absent from the store: read as the fill value (counted with -v), "
+    "or refuse the volume.",
 )
 @click.option("--force", is_flag=True, help="Recompute everything, current or not.")
 @click.option("--dry-run", is_flag=True, help="Only list what would be computed.")

@@ -38,8 +38,13 @@ def labels() -> np.ndarray:
 
 
 def write_zarr(path: Path, array: np.ndarray, chunks: int = 16) -> None:
+    """Every chunk written, empty ones too: no chunk is missing from the store."""
     z = zarr.create_array(
-        str(path), shape=array.shape, chunks=(chunks,) * array.ndim, dtype=array.dtype
+        str(path),
+        shape=array.shape,
+        chunks=(chunks,) * array.ndim,
+        dtype=array.dtype,
+        config={"write_empty_chunks": True},
     )
     z[:] = array
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import io
+import math
 import os
 import shlex
 import stat
@@ -112,6 +113,9 @@ class WeightMapDataset(Dataset):
         of ``F.cross_entropy``).
     glob : str or sequence of str
         Only masks matching (as ``weightmaps generate --glob``).
+    max_pixels : int
+        Refuse a mask, map or TIFF image whose header claims more pixels
+        (ValueError), before anything is allocated.
 
     Notes
     -----
@@ -319,7 +323,9 @@ class WeightMapDataset(Dataset):
         item = self._items[index]
         labels = self._labels(item)
         maps = {kind: self._read_map(item, kind) for kind in self.kinds}
-        image = None if item.image is None else _read_image(item.image, labels.ndim)
+        image = (
+            None if item.image is None else _read_image(item.image, labels.ndim, self.max_pixels)
+        )
         labels, image = _match_map_shape(labels, image, maps, item.rel)
         sample: dict[str, Any] = {"mask": labels}
         if image is not None:
@@ -336,7 +342,7 @@ class WeightMapDataset(Dataset):
         path = item.maps[kind]
         written = item.written.get(kind)
         if written is None:  # not verifying
-            return _read_map(path)
+            return _read_map(path, self.max_pixels)
         # The bytes are read once: hashed, then decoded from memory, so the map
         # returned is exactly the one checked.
         data = _read_regular(path, limit=None if written.size is None else written.size + 1)
@@ -347,7 +353,7 @@ class WeightMapDataset(Dataset):
         elif written.sha256 is not None and hashlib.sha256(data).hexdigest() != written.sha256:
             problem = "is not the file generate wrote (its SHA-256 differs from the manifest's)"
         else:
-            return _read_map(io.BytesIO(data))
+            return _read_map(io.BytesIO(data), self.max_pixels)
         raise StaleMapsError(
             f"{kind} map {path} of mask {item.rel} {problem}: delete it. "
             f"Regenerate with: {self._command()}"
@@ -414,12 +420,6 @@ def _float_tensor(array: Any) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
 
 
-def _read_map(source: str | io.BytesIO) -> np.ndarray:
-    import tifffile
-
-    return tifffile.imread(source)
-
-
 def _read_regular(path: str, limit: int | None) -> bytes | None:
     """Up to ``limit`` bytes of ``path``; None unless it is a regular file.
 
@@ -447,15 +447,35 @@ def _size_problem(path: str, written: _Written) -> str | None:
     return None
 
 
-def _read_image(path: str, ndim: int) -> np.ndarray:
+def _read_tiff(path: str | io.BytesIO, max_pixels: int) -> np.ndarray:
+    """A TIFF's first image, as ``tifffile.imread``, after checking its header's
+    pixel count (samples not counted): a header claiming 60000^2 pixels
+    would otherwise be allocated and decoded."""
+    import tifffile
+
+    with tifffile.TiffFile(path) as tif:
+        series = tif.series[0]
+        pixels = math.prod(
+            n for n, axis in zip(series.shape, series.axes, strict=True) if axis != "S"
+        )
+        if pixels > max_pixels:
+            raise ValueError(
+                f"{path}: has {pixels} pixels, more than the limit of {max_pixels} (max_pixels)"
+            )
+        return tif.asarray()
+
+
+def _read_map(source: str | io.BytesIO, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    return _read_tiff(source, max_pixels)
+
+
+def _read_image(path: str, ndim: int, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Image as ``(*spatial, C)``: grey images get a channel axis of 1."""
     suffix = Path(path).suffix.lower()
     if suffix == ".npy":
         image = np.load(path, allow_pickle=False)
     elif suffix in (".tif", ".tiff"):
-        import tifffile
-
-        image = tifffile.imread(path)
+        image = _read_tiff(path, max_pixels)
     else:
         from PIL import Image
 

@@ -390,6 +390,10 @@ _SETTINGS = _fields(
         "channel": _optional(_integer),
         "rgb_rule": _optional(_choice(*RGB_RULES)),
         "chunked_above": _count,
+        "chunks": _optional(_count),
+        "max_volume_voxels": _count,
+        "max_chunk_bytes": _count,
+        "missing_chunks": _choice("fill", "error"),
     }
 )
 

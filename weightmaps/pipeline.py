@@ -76,7 +76,13 @@ from weightmaps.masktype import MaskTypeError
 from weightmaps.stats import MaskStats, mask_stats
 from weightmaps.volumes import (
     DEFAULT_CHUNKED_ABOVE,
+    DEFAULT_MAX_CHUNK_BYTES,
+    DEFAULT_MAX_VOLUME_VOXELS,
+    VolumeLimits,
+    VolumeRefused,
+    check_volume,
     fingerprint,
+    inspect_volume,
     is_big_tiff,
     tree_size,
     zarr_kind,
@@ -300,6 +306,7 @@ class _Job:
     chunked: bool = False  # a volume computed chunk by chunk (weightmaps.volumes)
     chunks: int | None = None  # processing chunk edge; None: the zarr's own (TIFF: 256)
     threads: int | None = None  # a volume's threads; None: every core
+    volume_limits: VolumeLimits = VolumeLimits()  # checked again in the job: files change
 
 
 def _resolve_spacing(
@@ -664,10 +671,12 @@ class _Run:
         *,
         chunked_above: int = DEFAULT_CHUNKED_ABOVE,
         chunks: int | None = None,
+        volume_limits: VolumeLimits | None = None,
     ) -> None:
         self.masks_dir = masks_dir
         self.chunked_above = chunked_above
         self.chunks = chunks
+        self.volume_limits = volume_limits or VolumeLimits()
         self.volume_threads: int | None = None  # threads of one volume job; None: all cores
         self.verify_digests = False  # also hash every current map (check); else sizes only
         self.out_dir = out_dir
@@ -717,7 +726,16 @@ class _Run:
             reason = self._stale_reason(kind, record, plan, force)
             if reason is not None:
                 plan.todo[kind] = reason
+        if plan.chunked and (plan.todo or self._counts_needed(plan)):
+            # From the metadata, before anything is read or scheduled (VolumeRefused).
+            check_volume(inspect_volume(mask.path), self.volume_limits, self.chunks)
         return plan
+
+    def _counts_needed(self, plan: _Plan) -> bool:
+        """Will the dataset-scope balance pass read this mask for its counts?"""
+        if self.settings.balance_scope != "dataset" or "balance" not in self.kinds:
+            return False
+        return self.cached_counts(plan) is None
 
     def _stale_reason(
         self, kind: str, record: dict[str, Any] | None, plan: _Plan, force: bool
@@ -780,6 +798,7 @@ class _Run:
             chunked=plan.chunked,
             chunks=self.chunks,
             threads=self.volume_threads,
+            volume_limits=self.volume_limits,
         )
 
     def record(self, plan: _Plan, result: dict[str, Any]) -> None:
@@ -855,6 +874,9 @@ def generate(
     scheduler: Any = None,
     chunked_above: int = DEFAULT_CHUNKED_ABOVE,
     chunks: int | None = None,
+    max_volume_voxels: int = DEFAULT_MAX_VOLUME_VOXELS,
+    max_chunk_bytes: int = DEFAULT_MAX_CHUNK_BYTES,
+    missing_chunks: str = "fill",
     force: bool = False,
     dry_run: bool = False,
     fail_fast: bool = False,
@@ -901,6 +923,18 @@ def generate(
     chunks : int, optional
         Edge length of the processing (and output) chunks of such volumes;
         default a zarr's own chunks, 256 for a TIFF.
+    max_volume_voxels : int
+        Refuse a chunked volume with more voxels than this (``max_pixels``
+        is the limit of masks read whole), read from its metadata before
+        anything is read or scheduled.
+    max_chunk_bytes : int
+        Refuse a chunked volume whose stored chunks (zarr chunks, TIFF tiles
+        or strips) decode to more bytes than this, or whose processing chunks
+        hold more, counted as float32 maps (or the mask's item size if
+        larger).
+    missing_chunks : {"fill", "error"}
+        Zarr chunks absent from the store read as the fill value (zarr's
+        rule; said per volume at INFO level) or refuse the volume.
     force : bool
         Recompute everything (and start a new manifest if the old one is
         unreadable).
@@ -954,6 +988,7 @@ def generate(
         raise ValueError(f"chunked-above must be >= 0, got {chunked_above}")
     if chunks is not None and chunks < 1:
         raise ValueError(f"chunks must be >= 1, got {chunks}")
+    volume_limits = VolumeLimits(max_volume_voxels, max_chunk_bytes, missing_chunks)
     masks_path = Path(masks_dir)
     out_path = Path(out_dir)
     if not masks_path.is_dir():
@@ -978,6 +1013,7 @@ def generate(
         scheduler,
         chunked_above,
         chunks,
+        volume_limits,
     )
     start = time.perf_counter()
     try:
@@ -1001,6 +1037,7 @@ class _RunOptions:
     scheduler: Any = None  # a Dask scheduler address or Client, or None
     chunked_above: int = DEFAULT_CHUNKED_ABOVE
     chunks: int | None = None
+    volume_limits: VolumeLimits = VolumeLimits()
 
 
 def _generate(
@@ -1053,6 +1090,7 @@ def _new_run(
         manifest,
         chunked_above=options.chunked_above,
         chunks=options.chunks,
+        volume_limits=options.volume_limits,
     )
 
 
@@ -1122,7 +1160,10 @@ def _execute(run: _Run, report: GenerateReport, options: _RunOptions) -> None:
                     run.record(plan, result)
                     report.done.append(job.rel)
                     report.mask_types[result["mask_type"]] += 1
-                    resumed = f" ({result['resumed']})" if result.get("resumed") else ""
+                    notes = "; ".join(
+                        n for n in (result.get("resumed"), result.get("missing")) if n
+                    )
+                    resumed = f" ({notes})" if notes else ""
                     wrote = f"{result['mask_type']}, wrote {_kinds(result)}{resumed}"
                     log(logging.INFO, f"{printable(job.rel)}: {wrote}")
                     saver.maybe_save()
@@ -1311,6 +1352,8 @@ def _plan_all(
             plans.append(run.plan(mask, force))
         except OSError as exc:
             _fail(report, run, mask.rel, f"cannot read: {exc.strerror or exc}", log)
+        except VolumeRefused as exc:
+            _fail(report, run, mask.rel, str(exc), log)
     if not found:
         log(
             logging.WARNING,
@@ -1387,6 +1430,11 @@ def _settings_record(run: _Run) -> dict[str, Any]:
         "channel": run.read.channel,
         "rgb_rule": run.read.rgb_rule,
         "chunked_above": run.chunked_above,
+        # Not map parameters (no digest depends on them): what check plans with.
+        "chunks": run.chunks,
+        "max_volume_voxels": run.volume_limits.max_voxels,
+        "max_chunk_bytes": run.volume_limits.max_chunk_bytes,
+        "missing_chunks": run.volume_limits.missing_chunks,
     }
 
 
@@ -1498,7 +1546,18 @@ def check(
     )
     kinds = _check_kinds(kinds or recorded.get("kinds") or KINDS)
     chunked_above = recorded.get("chunked_above", DEFAULT_CHUNKED_ABOVE)
-    run = _Run(masks_path, out_path, settings, read, kinds, manifest, chunked_above=chunked_above)
+    volume_limits, chunks = _recorded_volume_options(recorded)
+    run = _Run(
+        masks_path,
+        out_path,
+        settings,
+        read,
+        kinds,
+        manifest,
+        chunked_above=chunked_above,
+        chunks=chunks,
+        volume_limits=volume_limits,
+    )
     run.verify_digests = hash_maps
     report = CheckReport()
     patterns = (glob,) if isinstance(glob, str) else tuple(glob)
@@ -1511,6 +1570,8 @@ def check(
             plans.append(run.plan(mask, force=False))
         except OSError as exc:
             report.failed[mask.rel] = f"cannot read: {exc.strerror or exc}"
+        except VolumeRefused as exc:
+            report.failed[mask.rel] = str(exc)
     if settings.balance_scope == "dataset" and "balance" in kinds:
         _check_dataset(run, plans)
     for plan in plans:
@@ -1522,6 +1583,24 @@ def check(
             elif kind != "target" or "target" in manifest.masks[plan.mask.rel].get("outputs", {}):
                 report.current.append((plan.mask.rel, kind))
     return report
+
+
+def _recorded_volume_options(recorded: dict[str, Any]) -> tuple[VolumeLimits, int | None]:
+    """The volume limits and chunks of the last generate run (a manifest from anyone)."""
+    chunks = recorded.get("chunks")
+    try:
+        if chunks is not None and (
+            isinstance(chunks, bool) or not isinstance(chunks, int) or chunks < 1
+        ):
+            raise ValueError(f"chunks must be a positive integer, got {chunks!r}")
+        limits = VolumeLimits(
+            recorded.get("max_volume_voxels", DEFAULT_MAX_VOLUME_VOXELS),
+            recorded.get("max_chunk_bytes", DEFAULT_MAX_CHUNK_BYTES),
+            recorded.get("missing_chunks", "fill"),
+        )
+    except ValueError as exc:
+        raise ManifestError(f"bad volume settings in the manifest: {exc}") from None
+    return limits, chunks
 
 
 def _settings_value(name: str, value: Any) -> Any:
