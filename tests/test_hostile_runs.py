@@ -538,3 +538,19 @@ def test_no_run_writes_outside_out(mask_folders, masks_plants, out_plants, out_i
             if out_is_masks and (stat.S_ISDIR(entry[0]) or rel == MANIFEST_NAME):
                 continue  # OUT is MASKS: its folders and manifest do change
             assert masks_after.get(rel) == entry, rel
+
+
+def test_dataset_skips_a_zarr_volume_with_a_warning(tmp_path):
+    zarr = pytest.importorskip("zarr")
+    masks = tmp_path / "masks"
+    small_masks(masks, count=2)
+    volume = zarr.create_array(
+        store=str(masks / "v.zarr"), shape=(4, 16, 16), chunks=(4, 16, 16), dtype="uint16"
+    )
+    volume[:] = random_instances((4, 16, 16), 5).astype(np.uint16)
+    out = tmp_path / "out"
+    assert weightmaps.generate(masks, out, workers=1, mask_type="instance").exit_code == 0
+    for verify in (True, False):
+        with pytest.warns(UserWarning, match="v.zarr: a zarr volume"):
+            dataset = WeightMapDataset(masks, out, verify=verify)
+        assert dataset.paths == ["m0.tif", "m1.tif"]

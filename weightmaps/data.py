@@ -185,7 +185,14 @@ class WeightMapDataset(Dataset):
         problems: list[str] = []
         self._items = []
         for mask in masks:
-            if mask.error is None:
+            if mask.error is None and mask.path.is_dir():
+                # A zarr volume: its maps are zarr arrays, too large to be one item.
+                warnings.warn(
+                    f"skipped {printable(mask.rel)}: a zarr volume; read its maps with zarr "
+                    "or exclude it with glob=",
+                    stacklevel=2,
+                )
+            elif mask.error is None:
                 self._items.append(self._pair(mask.rel, mask.path, manifest, verify, problems))
             elif verify:
                 problems.append(f"{printable(mask.rel)}: {mask.error}")
