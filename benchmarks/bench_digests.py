@@ -36,8 +36,8 @@ from bench_kernels import nuclei, report, row
 
 import weightmaps
 from weightmaps.data import WeightMapDataset
+from weightmaps.io.writing import write_tiff_atomic
 from weightmaps.pipeline import check, generate
-from weightmaps.writing import write_tiff_atomic
 
 KINDS = ("unet", "edge", "balance")
 

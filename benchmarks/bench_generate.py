@@ -30,8 +30,8 @@ from bench_kernels import nuclei, report, row
 
 import weightmaps
 from weightmaps import MapSettings, compute_maps, read_mask
+from weightmaps.io.writing import write_tiff_atomic
 from weightmaps.pipeline import find_masks, generate, output_name
-from weightmaps.writing import write_tiff_atomic
 
 KIND_SETS = {
     "edge+balance": ("edge", "balance"),

@@ -17,9 +17,9 @@ cloudpickle = pytest.importorskip("cloudpickle")
 from click.testing import CliRunner  # noqa: E402
 from weightmaps.cli.main import main  # noqa: E402
 
-from weightmaps.cluster import check_scheduler  # noqa: E402
-from weightmaps.manifest import MANIFEST_NAME  # noqa: E402
 from weightmaps.pipeline import generate  # noqa: E402
+from weightmaps.pipeline.cluster import check_scheduler  # noqa: E402
+from weightmaps.pipeline.manifest import MANIFEST_NAME  # noqa: E402
 
 # The worker plugin below is defined here, in a module the workers cannot
 # import: send it by value.
@@ -121,7 +121,7 @@ def test_scheduler_with_a_gpu_device_is_refused(masks, tmp_path):
 
 def test_batched_jobs_survive_a_dying_worker_and_a_bad_mask(tmp_path, client):
     """Enough masks that a task carries several: one broken, one worker lost."""
-    from weightmaps.cluster import batches
+    from weightmaps.pipeline.cluster import batches
 
     rng = np.random.default_rng(3)
     masks = tmp_path / "many"
@@ -156,12 +156,12 @@ def _fails_on_poison(job: str) -> dict:
 
 
 def test_a_failing_job_fails_alone_not_its_batch_mates(client):
-    from weightmaps.cluster import DaskWorkers, batches
+    from weightmaps.pipeline.cluster import DaskWorkers, batches
 
     jobs = [f"ok{i}" for i in range(20)] + ["poison"] + [f"ok{i}" for i in range(20, 40)]
     assert max(len(b) for b in batches(jobs, workers=2)) > 1
     with DaskWorkers(client) as engine:
         results = dict(engine.run(_fails_on_poison, jobs))
     assert sorted(results) == sorted(jobs)
-    assert "failed on the cluster: RuntimeError: poisoned" in results.pop("poison")["error"]
+    assert "failed on the cluster: RuntimeError: poisoned" in results.pop("poison").reason
     assert {job: r for job, r in results.items() if r != {"job": job}} == {}

@@ -22,12 +22,12 @@ from PIL import Image
 from weightmaps.cli.main import main
 
 import weightmaps
-import weightmaps.pipeline as pipeline
 from weightmaps import read_mask, unet_weight_map
-from weightmaps.lock import output_lock
-from weightmaps.manifest import MANIFEST_NAME
+from weightmaps.io.writing import TEMP_SUFFIX, write_tiff_atomic
+from weightmaps.pipeline import mask_jobs
+from weightmaps.pipeline.lock import output_lock
+from weightmaps.pipeline.manifest import MANIFEST_NAME
 from weightmaps.preview import render_preview
-from weightmaps.writing import TEMP_SUFFIX, write_tiff_atomic
 
 KINDS = ("unet", "edge", "balance")
 
@@ -239,7 +239,7 @@ def test_generate_disk_full_exit_3(masks, tmp_path, monkeypatch):
     def full(path, array, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device", str(path))
 
-    monkeypatch.setattr(pipeline, "write_tiff_atomic", full)
+    monkeypatch.setattr(mask_jobs, "write_tiff_atomic", full)
     out = tmp_path / "out"
     result = cli("generate", masks, out, "--workers", 1)
     assert result.exit_code == 3
@@ -272,7 +272,7 @@ def test_generate_interrupted_exit_130(masks, tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return write_tiff_atomic(path, array, **kwargs)
 
-    monkeypatch.setattr(pipeline, "write_tiff_atomic", interrupting)
+    monkeypatch.setattr(mask_jobs, "write_tiff_atomic", interrupting)
     out = tmp_path / "out"
     result = cli("generate", masks, out, "--workers", 1)
     assert result.exit_code == 130

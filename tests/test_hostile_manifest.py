@@ -29,8 +29,8 @@ from weightmaps.cli.main import main
 
 import weightmaps
 from weightmaps.data import WeightMapDataset
-from weightmaps.manifest import MANIFEST_NAME, Manifest, ManifestError, check_manifest
-from weightmaps.writing import write_tiff_atomic
+from weightmaps.io.writing import write_tiff_atomic
+from weightmaps.pipeline.manifest import MANIFEST_NAME, Manifest, ManifestError, check_manifest
 
 NUCLEI_00 = "nuclei_00.tif"
 
@@ -298,7 +298,9 @@ def test_fifo_manifest_does_not_block(folders):
     (out / MANIFEST_NAME).unlink()
     os.mkfifo(out / MANIFEST_NAME)
     # In a child process, so that a regression hangs one subprocess, not the suite.
-    code = "import sys; from weightmaps.manifest import Manifest; Manifest.load(sys.argv[1])"
+    code = (
+        "import sys; from weightmaps.pipeline.manifest import Manifest; Manifest.load(sys.argv[1])"
+    )
     child = subprocess.run(
         [sys.executable, "-c", code, str(out / MANIFEST_NAME)],
         capture_output=True,

@@ -27,10 +27,10 @@ from weightmaps.cli.main import main
 
 import weightmaps
 from weightmaps.data import StaleMapsError, WeightMapDataset
-from weightmaps.lock import LOCK_NAME, OutputLocked, output_lock
-from weightmaps.manifest import MANIFEST_NAME, Manifest, file_sha256
+from weightmaps.io.writing import TEMP_SUFFIX, remove_leftover_temporaries
 from weightmaps.pipeline import find_masks, printable
-from weightmaps.writing import TEMP_SUFFIX, remove_leftover_temporaries
+from weightmaps.pipeline.lock import LOCK_NAME, OutputLocked, output_lock
+from weightmaps.pipeline.manifest import MANIFEST_NAME, Manifest, file_sha256
 
 psutil = pytest.importorskip("psutil")
 
@@ -183,7 +183,7 @@ def test_worker_dies_with_its_parent(tmp_path):
     pid_file = tmp_path / "grandchild"
     script = f"""
 import os, time
-from weightmaps.lock import die_with_parent
+from weightmaps.pipeline.lock import die_with_parent
 parent = os.getpid()
 if os.fork() == 0:
     die_with_parent(parent)
@@ -205,7 +205,9 @@ time.sleep(60)
 
 def test_die_with_parent_exits_when_the_parent_is_already_gone():
     # The process that started it is not its parent any more (it died first).
-    script = "from weightmaps.lock import die_with_parent; die_with_parent(999999999); print(1)"
+    script = (
+        "from weightmaps.pipeline.lock import die_with_parent; die_with_parent(999999999); print(1)"
+    )
     ran = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=60)
     assert ran.returncode == 1 and ran.stdout == b""
 

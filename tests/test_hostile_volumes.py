@@ -24,17 +24,17 @@ from click.testing import CliRunner  # noqa: E402
 from weightmaps.cli.main import main  # noqa: E402
 
 import weightmaps  # noqa: E402
-from weightmaps import pipeline, volumes  # noqa: E402
-from weightmaps.manifest import MANIFEST_NAME  # noqa: E402
-from weightmaps.pipeline import generate  # noqa: E402
-from weightmaps.volumes import (  # noqa: E402
+from weightmaps.io import volume_source, volumes  # noqa: E402
+from weightmaps.io.volumes import (  # noqa: E402
     VolumeInfo,
     VolumeLimits,
     VolumeRefused,
     check_volume,
     inspect_volume,
 )
-from weightmaps.writing import TEMP_SUFFIX  # noqa: E402
+from weightmaps.io.writing import TEMP_SUFFIX  # noqa: E402
+from weightmaps.pipeline import generate, plan  # noqa: E402
+from weightmaps.pipeline.manifest import MANIFEST_NAME  # noqa: E402
 
 OPTIONS = {"sigma": 1.5, "edge_kernel": 5, "kinds": ["unet"], "mask_type": "instance"}
 HUGE = [100_000, 1_000_000, 1_000]  # 10^14 voxels
@@ -192,9 +192,9 @@ def test_the_job_checks_again(tmp_path, monkeypatch):
     """A volume that grew after planning is refused in the job, before zarr reads it."""
     masks = tmp_path / "masks"
     zarr_json(masks / "huge.zarr", HUGE, [64, 64, 64])
-    monkeypatch.setattr(pipeline, "check_volume", lambda *args, **kwargs: None)
+    monkeypatch.setattr(plan, "check_volume", lambda *args, **kwargs: None)
     opened = []
-    monkeypatch.setattr(volumes, "_open_node", lambda path: opened.append(path))
+    monkeypatch.setattr(volume_source, "_open_node", lambda path: opened.append(path))
     for workers in (1, 2):
         report = run(masks, tmp_path / f"out{workers}", workers=workers)
         assert "100000000000000 voxels" in report.failed["huge.zarr"]
@@ -205,9 +205,9 @@ def test_the_job_checks_what_zarr_read(tmp_path, monkeypatch):
     """Even were the inspection fooled, zarr's own reading of the metadata is checked."""
     masks = tmp_path / "masks"
     zarr_json(masks / "huge.zarr", HUGE, [64, 64, 64])
-    monkeypatch.setattr(pipeline, "check_volume", lambda *args, **kwargs: None)
+    monkeypatch.setattr(plan, "check_volume", lambda *args, **kwargs: None)
     small = VolumeInfo((16, 16), np.dtype(np.uint8), (16, 16), "zarr chunks")
-    monkeypatch.setattr(volumes, "inspect_volume", lambda path: small)
+    monkeypatch.setattr(volume_source, "inspect_volume", lambda path: small)
     report = run(masks, tmp_path / "out")
     assert "100000000000000 voxels" in report.failed["huge.zarr"]
 
@@ -283,9 +283,10 @@ def test_check_and_the_dataset_allocate_nothing(tmp_path, no_zarr_reads):
     del torch
     from weightmaps.data import WeightMapDataset
 
-    dataset = WeightMapDataset(masks, out, verify=False)
-    with pytest.raises(ValueError, match="unsupported format"):
-        dataset[0]
+    # The Dataset leaves volumes alone: it never reads their metadata's claims.
+    with pytest.warns(UserWarning, match="a zarr volume"):
+        with pytest.raises(FileNotFoundError, match="no masks found"):
+            WeightMapDataset(masks, out, verify=False)
     assert not no_zarr_reads
 
 

@@ -18,7 +18,7 @@ from weightmaps.cli.main import main
 
 from weightmaps import label_instances, separate_instances, unet_weight_map
 from weightmaps.kernels.nearest import nearest_two_instances
-from weightmaps.maps import MapSettings
+from weightmaps.settings import MapSettings
 from weightmaps.stats import mask_stats, touching_pairs
 
 HUGE_IDS = [

@@ -22,7 +22,8 @@ from weightmaps import (
     separate_instances,
     unet_weight_map,
 )
-from weightmaps.maps import MapSettings, compute_maps
+from weightmaps.recipe import compute_maps
+from weightmaps.settings import MapSettings
 
 
 def touching_instances() -> np.ndarray:

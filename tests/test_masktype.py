@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from weightmaps.maps import MapSettings, compute_maps
 from weightmaps.masktype import EmptyMaskError, MaskTypeError, infer_mask_type
+from weightmaps.recipe import compute_maps
+from weightmaps.settings import MapSettings
 
 
 def blobs(shape: tuple[int, ...], values: list[int], *, size: int = 6, gap: int = 4) -> np.ndarray:

@@ -31,16 +31,18 @@ from weightmaps import (
     separate_instances,
     unet_weight_map,
 )
-from weightmaps.lock import output_lock
-from weightmaps.manifest import MANIFEST_NAME, Manifest
+from weightmaps.io.writing import TEMP_SUFFIX, write_tiff_atomic
 from weightmaps.pipeline import (
     GenerateInterrupted,
     PipelineError,
     find_masks,
     maps_of,
+    mask_jobs,
     output_name,
+    plan,
 )
-from weightmaps.writing import TEMP_SUFFIX, write_tiff_atomic
+from weightmaps.pipeline.lock import output_lock
+from weightmaps.pipeline.manifest import MANIFEST_NAME, Manifest
 
 KINDS = ("unet", "edge", "balance")
 
@@ -554,7 +556,7 @@ def test_interrupted_run_leaves_no_temp_files_and_resumes(masks, tmp_path, monke
             return write_tiff_atomic(path, array, writer=half_write, **kwargs)
         return write_tiff_atomic(path, array, **kwargs)
 
-    monkeypatch.setattr(pipeline, "write_tiff_atomic", interrupting)
+    monkeypatch.setattr(mask_jobs, "write_tiff_atomic", interrupting)
     interrupted = interrupt_of(run, masks, out)
     assert interrupted.report.done == ["binary/polyp_00.png", "binary/polyp_01.png"]
     assert temp_files(out, masks) == []
@@ -579,7 +581,7 @@ def test_interrupted_run_leaves_no_temp_files_and_resumes(masks, tmp_path, monke
 
 def test_interrupt_while_hashing_masks(masks, tmp_path, monkeypatch):
     calls = []
-    real = pipeline.file_sha256
+    real = plan.file_sha256
 
     def hashing(path):
         calls.append(path)
@@ -587,7 +589,7 @@ def test_interrupt_while_hashing_masks(masks, tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return real(path)
 
-    monkeypatch.setattr(pipeline, "file_sha256", hashing)
+    monkeypatch.setattr(plan, "file_sha256", hashing)
     assert interrupt_of(run, masks, tmp_path / "out").report.done == []
     assert not list((tmp_path / "out").rglob("*.tif"))
 
@@ -632,7 +634,7 @@ def test_full_or_forbidden_output_stops_the_run(masks, tmp_path, monkeypatch, co
         calls.append(path)
         raise OSError(code, text, str(path))
 
-    monkeypatch.setattr(pipeline, "write_tiff_atomic", failing)
+    monkeypatch.setattr(mask_jobs, "write_tiff_atomic", failing)
     with pytest.raises(PipelineError, match=text):
         run(masks, out)
     assert len(calls) == 1  # not retried for every other mask

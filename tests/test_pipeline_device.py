@@ -15,7 +15,7 @@ import tifffile
 import torch
 
 import weightmaps
-from weightmaps import pipeline
+from weightmaps.pipeline import device as device_module
 from weightmaps.pipeline import generate, resolve_device
 
 W0 = 10.0
@@ -92,7 +92,7 @@ def test_out_of_memory_falls_back_to_cpu(masks, tmp_path, monkeypatch):
     def no_memory(*args, **kwargs):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB")
 
-    monkeypatch.setattr(pipeline, "compute_maps_batch", no_memory)
+    monkeypatch.setattr(device_module, "compute_maps_batch", no_memory)
     messages = []
     report = generate(
         masks / "nuclei",
@@ -113,7 +113,7 @@ def test_other_device_errors_are_not_swallowed(masks, tmp_path, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("an actual bug")
 
-    monkeypatch.setattr(pipeline, "compute_maps_batch", broken)
+    monkeypatch.setattr(device_module, "compute_maps_batch", broken)
     with pytest.raises(RuntimeError, match="an actual bug"):
         generate(masks / "nuclei", tmp_path / "o", workers=1, device="torch:cpu")
 

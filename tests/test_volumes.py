@@ -21,11 +21,12 @@ from conftest import random_instances  # noqa: E402
 from weightmaps.cli.main import main  # noqa: E402
 
 import weightmaps  # noqa: E402
+from weightmaps.io.writing import TEMP_SUFFIX  # noqa: E402
 from weightmaps.kernels import unet_dask  # noqa: E402
-from weightmaps.manifest import MANIFEST_NAME  # noqa: E402
-from weightmaps.maps import MapSettings, compute_maps  # noqa: E402
 from weightmaps.pipeline import GenerateInterrupted, find_masks, generate  # noqa: E402
-from weightmaps.writing import TEMP_SUFFIX  # noqa: E402
+from weightmaps.pipeline.manifest import MANIFEST_NAME  # noqa: E402
+from weightmaps.recipe import compute_maps  # noqa: E402
+from weightmaps.settings import MapSettings  # noqa: E402
 
 SHAPE = (40, 64, 64)
 OPTIONS = {"sigma": 1.5, "edge_kernel": 5, "w0": 10.0}
@@ -374,34 +375,33 @@ def test_volume_on_the_device_path_is_computed_on_the_cpu(tmp_path, labels):
 
 
 def test_a_volume_job_gets_its_share_of_the_cores(monkeypatch):
-    from types import SimpleNamespace
 
-    from weightmaps import pipeline
+    from weightmaps.pipeline import workers
 
-    monkeypatch.setattr(pipeline, "default_workers", lambda: 8)
-    share = pipeline._volume_threads
-    assert share(SimpleNamespace(scheduler=None), 1) == 8
-    assert share(SimpleNamespace(scheduler=None), 3) == 2
-    assert share(SimpleNamespace(scheduler="local:4"), 1) == 2
-    assert share(SimpleNamespace(scheduler=None), 16) == 1
-    assert share(SimpleNamespace(scheduler="tcp://host:8786"), 1) is None
+    monkeypatch.setattr(workers, "default_workers", lambda: 8)
+    share = workers.volume_threads
+    assert share(None, 1) == 8
+    assert share(None, 3) == 2
+    assert share("local:4", 1) == 2
+    assert share(None, 16) == 1
+    assert share("tcp://host:8786", 1) is None
 
 
 def test_volume_job_runs_its_threads(tmp_path, labels, monkeypatch):
     import dask
 
-    from weightmaps import volumes
+    from weightmaps.pipeline import volume_jobs
 
     seen: list[object] = []
-    compute = volumes._compute
+    compute = volume_jobs._compute
 
     def recording(job):
         seen.append((job.threads, dask.config.get("num_workers", None)))
         return compute(job)
 
-    monkeypatch.setattr(volumes, "_compute", recording)
+    monkeypatch.setattr(volume_jobs, "_compute", recording)
     monkeypatch.setattr(
-        "weightmaps.pipeline._volume_threads", lambda options, workers: 3, raising=True
+        "weightmaps.pipeline.generation.volume_threads", lambda scheduler, workers: 3, raising=True
     )
     masks = tmp_path / "masks"
     masks.mkdir()

@@ -27,11 +27,14 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from weightmaps._shared.text import printable
 from weightmaps.io import DEFAULT_MAX_PIXELS, read_mask
-from weightmaps.manifest import MANIFEST_NAME, Manifest, file_sha256
-from weightmaps.maps import KINDS, PARAM_KEYS, MapSettings
+from weightmaps.io.names import output_name
+from weightmaps.kinds import KINDS
 from weightmaps.masktype import MaskTypeError, infer_mask_type
-from weightmaps.pipeline import find_masks, output_name, printable
+from weightmaps.pipeline.discover import find_masks
+from weightmaps.pipeline.manifest import MANIFEST_NAME, Manifest, file_sha256
+from weightmaps.settings import PARAM_KEYS, PARAMS, MapSettings
 
 __all__ = ["IMAGE_SUFFIXES", "StaleMapsError", "WeightMapDataset"]
 
@@ -216,8 +219,7 @@ class WeightMapDataset(Dataset):
         the caller's ``settings`` on top, so running it changes no other parameter."""
         recorded = self.manifest_settings
         kinds = [k for k in KINDS if k in self.kinds or k in (recorded.get("kinds") or ())]
-        fields = {f.name for f in dataclasses.fields(MapSettings)}
-        merged = {k: v for k, v in recorded.items() if k in fields}
+        merged = {k: v for k, v in recorded.items() if k in PARAMS}
         if isinstance(self._asked, MapSettings):
             merged = dataclasses.asdict(self._asked)
         elif self._asked is not None:

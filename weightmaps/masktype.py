@@ -28,9 +28,15 @@ an instance mask; datasets of semantic masks should name their type.
 from __future__ import annotations
 
 import numpy as np
-from skimage import measure
 
-__all__ = ["MASK_TYPES", "EmptyMaskError", "MaskTypeError", "distinct_values", "infer_mask_type"]
+__all__ = [
+    "MASK_TYPES",
+    "EmptyMaskError",
+    "MaskTypeError",
+    "distinct_values",
+    "infer_mask_type",
+    "infer_sampled_type",
+]
 
 MASK_TYPES: tuple[str, ...] = ("auto", "binary", "semantic", "instance")
 
@@ -169,6 +175,8 @@ def _split_fraction(mask: np.ndarray, n_values: int, ignore_value: int | None) -
     """Share of nonzero values that form more than one connected region."""
     if ignore_value is not None:
         mask = np.where(mask == ignore_value, 0, mask)
+    from skimage import measure  # a second to import: not for `weightmaps --help`
+
     regions = measure.label(mask, background=0, connectivity=mask.ndim)
     n_regions = int(regions.max())
     if n_regions == n_values:
@@ -178,3 +186,32 @@ def _split_fraction(mask: np.ndarray, n_values: int, ignore_value: int | None) -
     region_value[regions.ravel()] = mask.ravel()
     _, regions_per_value = np.unique(region_value[1:], return_counts=True)
     return float(np.count_nonzero(regions_per_value > 1)) / n_values
+
+
+def infer_sampled_type(values: np.ndarray, *, ignore_value: int | None = None) -> str:
+    """The type of an integer volume from the distinct values of a sample of its chunks.
+
+    Connectivity cannot be judged from a sample, so only the counting rules
+    apply: at most one nonzero value is **binary**, more than 16 are
+    **instance**, and 2 to 16 are refused as ambiguous (instance ids or class
+    ids): name the type.
+
+    Examples
+    --------
+    >>> infer_sampled_type(np.array([0, 255]))
+    'binary'
+    >>> infer_sampled_type(np.arange(40))
+    'instance'
+    """
+    values = np.asarray(values)
+    if ignore_value is not None:
+        values = values[values != ignore_value]
+    nonzero = int(np.count_nonzero(values))
+    if nonzero <= 1:
+        return "binary"
+    if nonzero > _FEW_VALUES:
+        return "instance"
+    raise MaskTypeError(
+        f"ambiguous volume: {nonzero} nonzero values in a sample of its chunks, instance "
+        "ids or class ids; say --mask-type instance or semantic"
+    )

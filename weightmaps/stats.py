@@ -11,8 +11,9 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from weightmaps.balance import BALANCE_MODES, ClassCounts, class_weights
-from weightmaps.maps import MapSettings, mask_instances
+from weightmaps.kernels.class_balance import BALANCE_MODES, ClassCounts, class_weights
+from weightmaps.prepare import mask_instances
+from weightmaps.settings import MapSettings
 
 __all__ = ["MaskStats", "mask_stats", "summarize_stats", "touching_pairs"]
 
@@ -54,13 +55,12 @@ def touching_pairs(instances: np.ndarray, connectivity: int = 1) -> int:
 
 @dataclasses.dataclass
 class MaskStats:
-    """Statistics of one mask (or, summed, of many)."""
+    """Statistics of one mask."""
 
     mask_type: str
     counts: ClassCounts
     instances: int
     touching_pairs: int
-    masks: int = 1
 
 
 def mask_stats(mask: np.ndarray, settings: MapSettings | None = None) -> MaskStats:
@@ -98,12 +98,7 @@ def summarize_stats(stats: list[MaskStats]) -> dict[str, Any]:
     types: dict[str, int] = {}
     for s in stats:
         types[s.mask_type] = types.get(s.mask_type, 0) + 1
-    weights = {}
-    for mode in BALANCE_MODES:
-        try:
-            weights[mode] = class_weights(total, mode)
-        except ValueError:
-            weights[mode] = {}  # beta needs two classes
+    weights = {mode: class_weights(total, mode) for mode in BALANCE_MODES}
     n = total.total
     classes = {
         str(c): {

@@ -10,7 +10,7 @@ alone never imports dask.
 Why a block with a halo gives the exact map:
 
 - U-Net: the border term is below ``1e-6 * w0`` once ``d1 + d2`` exceeds
-  :func:`~weightmaps.unet.border_cutoff` (about 5.26 sigma), and the in-memory
+  :func:`~weightmaps.kernels.border.border_cutoff` (about 5.26 sigma), and the in-memory
   kernel drops it there. A pixel with ``d1 + d2`` under the cut-off has both
   nearest instances within the cut-off, so a block grown by
   ``ceil(cutoff / spacing) + 1`` pixels per axis sees their true nearest
@@ -57,11 +57,9 @@ def as_dask(array: object) -> da.Array:
     return array if isinstance(array, da.Array) else da.asarray(array)
 
 
-
 def check_label_dtype(array: da.Array, name: str) -> None:
     if array.dtype != bool and not np.issubdtype(array.dtype, np.integer):
         raise TypeError(f"{name} must be an integer or boolean array, got dtype {array.dtype}")
-
 
 
 def meta(ndim: int, dtype: np.dtype | type) -> np.ndarray:

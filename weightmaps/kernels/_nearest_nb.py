@@ -6,7 +6,7 @@ dimensions. For every pixel a pass keeps the two nearest sites that carry
 *different* labels: squared distance so far (``v1 <= v2``) and label
 (``l1 != l2``; ``-1`` means "no site below the cap").
 
-Why this is exact (see ``weightmaps.nearest``): the nearest and the
+Why this is exact (see ``weightmaps.kernels.nearest``): the nearest and the
 second-nearest distinct site are separable across axes like the plain
 Euclidean distance transform, and every partial distance of a pair that can
 matter is below the cap, so capping never drops it.

@@ -229,7 +229,6 @@ def budget_pixels(kind: str, device: torch.device, max_bytes: int | None) -> int
 
 def in_groups(
     batch: torch.Tensor,
-    out: torch.Tensor,
     budget_pixels: int,
     run_group: Callable[[slice], None],
     run_slabbed: Callable[[int], None],

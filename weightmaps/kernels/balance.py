@@ -16,6 +16,7 @@ from weightmaps.kernels.class_balance import ClassCounts, class_weights
 
 __all__ = ["balance_weight_map", "class_counts", "paint_class_weights"]
 
+
 def _class_array(mask: np.ndarray) -> np.ndarray:
     mask = np.asarray(mask)
     if mask.dtype == bool:

@@ -168,7 +168,7 @@ def edge_weight_map_torch_batch(
             part = _edge_batch(mask[b : b + 1, a:z], kernel_size, alpha, class_list, ignore_index)
             out[b, lo:hi] = part[0, lo - a : hi - a]
 
-    in_groups(mask, out, budget, run_group, run_slabbed)
+    in_groups(mask, budget, run_group, run_slabbed)
     return out
 
 

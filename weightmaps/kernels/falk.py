@@ -35,9 +35,9 @@ class_weights=cw, spacing=s, ignore_mask=m)`` is byte for byte
 ignore_mask=m)`` for ``cw`` None or ``{1: b}`` (``{0: 1.0, 1: b}`` there).
 
 Exactness: the border term is the U-Net kernel's own
-(:func:`weightmaps.nearest.add_border_term`, dropped where below ``1e-6 * w0``)
+(:func:`weightmaps.kernels.nearest.add_border_term`, dropped where below ``1e-6 * w0``)
 and ``d1`` for the ``sigma_1`` term comes from
-:func:`weightmaps.nearest.nearest_two_instances` up to the distance where
+:func:`weightmaps.kernels.nearest.nearest_two_instances` up to the distance where
 the term falls below ``1e-6 * (1 - v_bal)``; so the map equals the formula
 within ``1e-6 * (w0 + |1 - v_bal|)`` per class.
 

@@ -44,7 +44,6 @@ def separate_instances(instances: da.Array, connectivity: int = 1) -> da.Array:
     return map_with_halo(func, [labels], (1,) * labels.ndim, labels.dtype)
 
 
-
 # --------------------------------------------------------------------------
 # connected components across chunks
 #

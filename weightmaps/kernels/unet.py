@@ -20,6 +20,7 @@ from weightmaps.kernels.nearest import add_border_term, as_label_array
 
 __all__ = ["BORDER_TOLERANCE", "border_cutoff", "unet_weight_map"]
 
+
 def _base_weights(
     foreground: np.ndarray,
     class_weights_: Mapping[int, float] | str | None,

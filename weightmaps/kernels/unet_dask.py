@@ -43,7 +43,6 @@ def halo_depth(
     return tuple(int(math.ceil(cutoff / s)) + 1 for s in spacing_)
 
 
-
 def _unet_block(
     labels: np.ndarray, ignore: np.ndarray | None = None, **kwargs: object
 ) -> np.ndarray:

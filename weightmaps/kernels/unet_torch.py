@@ -262,7 +262,7 @@ def _border_term(
             )
             del slab, part
 
-    in_groups(labels, out, budget_pixels, run_group, run_slabbed)
+    in_groups(labels, budget_pixels, run_group, run_slabbed)
 
 
 def _per_class_values(

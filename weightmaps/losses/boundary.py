@@ -130,7 +130,6 @@ def boundary_loss_weights(
     return region, boundary
 
 
-
 class BoundaryLoss(nn.Module):
     """:func:`boundary_loss` as a module: ``loss(logits, sdf)``.
 

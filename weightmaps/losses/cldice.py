@@ -141,7 +141,6 @@ def cldice_loss(
         return (1.0 - 2.0 * t_prec * t_sens / (t_prec + t_sens + eps)).mean()
 
 
-
 class ClDiceLoss(nn.Module):
     """:func:`cldice_loss` as a module: ``loss(logits, target, target_skeleton=None)``.
 

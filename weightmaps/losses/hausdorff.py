@@ -93,7 +93,6 @@ def hausdorff_dt_loss(
         return ((p - g) ** 2 * (d_p**alpha + d_g**alpha)).mean()
 
 
-
 class HausdorffDTLoss(nn.Module):
     """:func:`hausdorff_dt_loss` as a module: ``loss(logits, target, target_distance=None)``.
 

@@ -15,6 +15,8 @@ import logging
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+from weightmaps.pipeline.jobs import Failed
+
 __all__ = ["DaskWorkers", "check_scheduler"]
 
 _LARGEST_BATCH = 4
@@ -28,7 +30,7 @@ _KEEP_FREED_MEMORY = {"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD
 # Ctrl-C reaches every process of the terminal's process group: local workers
 # would each print a KeyboardInterrupt traceback while the client shuts them
 # down anyway. They run dask_setup below as they start (restarts included).
-_WORKERS_IGNORE_CTRL_C = {"distributed.worker.preload": ["weightmaps.cluster"]}
+_WORKERS_IGNORE_CTRL_C = {"distributed.worker.preload": ["weightmaps.pipeline.cluster"]}
 
 
 def dask_setup(worker: Any) -> None:
@@ -109,9 +111,7 @@ class DaskWorkers:
         if self._cluster is not None:
             self._cluster.close()
 
-    def run(
-        self, function: Callable[[Any], dict[str, Any]], jobs: Sequence[Any]
-    ) -> Iterator[tuple[Any, dict[str, Any]]]:
+    def run(self, function: Callable[[Any], Any], jobs: Sequence[Any]) -> Iterator[tuple[Any, Any]]:
         """Yield (job, result) as jobs finish. Closing the iterator cancels the rest.
 
         Small jobs travel in batches (see :func:`batches`): a Dask task costs
@@ -146,7 +146,7 @@ class DaskWorkers:
                         alone.extend([job] for job in reversed(batch))
                         submit_next()
                         continue
-                    results = [{"error": f"failed on the cluster: {type(exc).__name__}: {exc}"}]
+                    results = [Failed(f"failed on the cluster: {type(exc).__name__}: {exc}")]
                 submit_next()
                 yield from zip(batch, results, strict=True)
         finally:
@@ -154,7 +154,7 @@ class DaskWorkers:
                 self.client.cancel(list(pending))
 
 
-def _run_batch(function: Callable[[Any], dict[str, Any]], batch: list[Any]) -> list[dict]:
+def _run_batch(function: Callable[[Any], Any], batch: list[Any]) -> list[Any]:
     return [function(job) for job in batch]
 
 

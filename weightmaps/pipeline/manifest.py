@@ -35,11 +35,13 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from weightmaps._version import __version__
-from weightmaps.balance import BALANCE_MODES
-from weightmaps.io import RGB_RULES
-from weightmaps.maps import BALANCE_SCOPES, KINDS, MapSettings
+from weightmaps.io.header import RGB_RULES
+from weightmaps.io.names import OUTPUT_KINDS
+from weightmaps.io.writing import write_text_atomic
+from weightmaps.kinds import KINDS
+from weightmaps.kinds.spec import Param
 from weightmaps.masktype import MASK_TYPES
-from weightmaps.writing import write_text_atomic
+from weightmaps.settings import PARAMS, settings_from_record
 
 __all__ = [
     "MANIFEST_FORMAT",
@@ -48,33 +50,12 @@ __all__ = [
     "ManifestError",
     "check_manifest",
     "file_sha256",
-    "map_name",
     "params_digest",
     "safe_relative_path",
 ]
 
 MANIFEST_NAME = "weightmaps.json"
 MANIFEST_FORMAT = "weightmaps-manifest/1"
-
-
-def map_name(rel: str, kind: str, suffix: str) -> str:
-    """Where a mask's map goes, relative to OUT: the mask's stem, the kind, ``suffix``.
-
-    The stem drops the mask's extension and an ``.ome`` before it, so an
-    OME-TIFF or OME-Zarr mask's maps are named like any other's.
-
-    Examples
-    --------
-    >>> map_name("a/b.png", "edge", ".tif")
-    'a/b.edge.tif'
-    >>> map_name("cells.ome.zarr", "unet", ".zarr")
-    'cells.unet.zarr'
-    """
-    parent, _, name = rel.rpartition("/")
-    stem = name.rsplit(".", 1)[0] if "." in name else name
-    if stem.lower().endswith(".ome"):
-        stem = stem[: -len(".ome")]
-    return f"{parent}/{stem}.{kind}{suffix}" if parent else f"{stem}.{kind}{suffix}"
 
 
 def _manifest_text(data: dict[str, Any]) -> str:
@@ -155,7 +136,7 @@ def safe_relative_path(text: object) -> PurePosixPath:
     >>> safe_relative_path("../etc/passwd")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    weightmaps.manifest.ManifestError: unsafe path in manifest: '../etc/passwd'
+    weightmaps.pipeline.manifest.ManifestError: unsafe path in manifest: '../etc/passwd'
     """
     if not isinstance(text, str) or not text or "\\" in text or "\x00" in text:
         raise ManifestError(f"unsafe path in manifest: {text!r}")
@@ -181,7 +162,6 @@ _Check = Callable[[Any], None]
 _MAX_DEPTH = 4
 """Deepest nesting accepted in a value whose layout is not checked field by field."""
 
-_OUTPUT_KINDS = (*KINDS, "target")
 _RESOLVED_MASK_TYPES = tuple(t for t in MASK_TYPES if t != "auto")
 _HEX_SHA256 = re.compile(r"[0-9a-f]{64}")
 _INT_KEY = re.compile(r"-?[0-9]{1,19}")
@@ -369,24 +349,24 @@ _CLASS_COUNTS = _fields(
 
 _NUMBERS = _list_of(_number)
 
+
+def _setting(param: Param) -> _Check:
+    """The JSON type of a settings field, from its declaration; its value is
+    checked by building the settings (:func:`_check_settings_values`)."""
+    if param.flag:
+        return _boolean
+    if param.choices is not None:
+        return _choice(*param.choices)
+    if param.cli_type is not None:
+        return _number if param.default is not None else _optional(_number)
+    return _optional(_either(_string, _NUMBERS))
+
+
 # Settings of the last run: the MapSettings fields, the reading options, the kinds.
 _SETTINGS = _fields(
     {
         "kinds": _list_of(_choice(*KINDS)),
-        "mask_type": _choice(*MASK_TYPES),
-        "ignore_value": _optional(_number),
-        "connectivity": _optional(_integer),
-        "separate_touching": _boolean,
-        "allow_empty": _boolean,
-        "w0": _number,
-        "sigma": _number,
-        "class_weights": _optional(_either(_string, _NUMBERS)),
-        "spacing": _optional(_either(_string, _NUMBERS)),
-        "edge_kernel": _integer,
-        "edge_alpha": _number,
-        "edge_size": _optional(_list_of(_integer)),
-        "balance_mode": _choice(*BALANCE_MODES),
-        "balance_scope": _choice(*BALANCE_SCOPES),
+        **{name: _setting(param) for name, param in PARAMS.items()},
         "channel": _optional(_integer),
         "rgb_rule": _optional(_choice(*RGB_RULES)),
         "chunked_above": _count,
@@ -397,7 +377,6 @@ _SETTINGS = _fields(
     }
 )
 
-_SETTING_FIELDS = frozenset(f.name for f in dataclasses.fields(MapSettings))
 
 _DATASET = _fields(
     {
@@ -446,7 +425,7 @@ _RECORD = _fields(
         "shape": _list_of(_count),
         "dtype": _string,
         "spacing": _optional(_NUMBERS),
-        "outputs": _object_of(_choice(*_OUTPUT_KINDS), _OUTPUT),
+        "outputs": _object_of(_choice(*OUTPUT_KINDS), _OUTPUT),
         "count_cache": _count_cache,
     }
 )
@@ -464,14 +443,9 @@ _MANIFEST = _fields(
 
 
 def _check_settings_values(settings: Mapping[str, Any]) -> None:
-    """The recorded map parameters make a valid :class:`MapSettings`."""
-    given = {
-        name: tuple(value) if isinstance(value, list) else value
-        for name, value in settings.items()
-        if name in _SETTING_FIELDS
-    }
+    """The recorded map parameters make valid :class:`~weightmaps.settings.MapSettings`."""
     try:
-        MapSettings(**given)
+        settings_from_record(settings)
     except (TypeError, ValueError) as exc:
         raise ManifestError(f"settings: {exc}") from None
 
@@ -491,7 +465,7 @@ def check_manifest(data: Any) -> None:
     >>> check_manifest({"format": MANIFEST_FORMAT, "settings": [1]})
     Traceback (most recent call last):
     ...
-    weightmaps.manifest.ManifestError: settings: expected an object, got a list
+    weightmaps.pipeline.manifest.ManifestError: settings: expected an object, got a list
     """
     if not isinstance(data, dict):
         raise ManifestError(f"expected an object, got {_shown(data)}")

@@ -1,0 +1,29 @@
+"""The registry of map kinds: one :class:`~weightmaps.kinds.spec.MapKind` per module.
+
+To add a kind, write ``weightmaps/kinds/<name>.py`` declaring ``KIND`` (its
+parameters, the labels it reads, its halo and its numpy, torch and chunked
+kernels; see :mod:`weightmaps.kinds.spec`) and add it to :data:`REGISTRY`
+below. The settings, the command line, the manifest and every recipe read
+this registry; nothing else names a kind.
+"""
+
+from __future__ import annotations
+
+from weightmaps.kinds import balance, edge, unet
+from weightmaps.kinds.spec import MapContext, MapKind, Param
+
+__all__ = ["KINDS", "REGISTRY", "MapContext", "MapKind", "Param", "get_kind"]
+
+# Order is the order of the settings' fields, of --kinds and of the outputs.
+REGISTRY: dict[str, MapKind] = {kind.name: kind for kind in (unet.KIND, edge.KIND, balance.KIND)}
+
+KINDS: tuple[str, ...] = tuple(REGISTRY)
+"""Names of the map kinds, in registry order."""
+
+
+def get_kind(name: str) -> MapKind:
+    """The registered kind called ``name`` (ValueError for an unknown one)."""
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise ValueError(f"unknown map kind {name!r}; choose from {', '.join(KINDS)}") from None

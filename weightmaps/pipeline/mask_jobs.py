@@ -1,0 +1,166 @@
+"""The jobs of a mask in memory: read it, compute its maps, write them as TIFFs.
+
+Output layout: for ``MASKS/a/b.png``, ``OUT/a/b.unet.tif``, ``OUT/a/b.edge.tif``
+... (float32, zlib) and, with ``separate_touching``, ``OUT/a/b.target.tif``
+(the carved mask, the mask's dtype). Every file is written atomically.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from pathlib import Path
+
+import numpy as np
+
+from weightmaps.io.header import MaskReadError
+from weightmaps.io.names import output_name
+from weightmaps.io.read import read_mask
+from weightmaps.io.tiff import read_spacing_unit
+from weightmaps.io.writing import write_tiff_atomic
+from weightmaps.kernels.class_balance import ClassCounts
+from weightmaps.kinds import REGISTRY
+from weightmaps.pipeline.jobs import (
+    FATAL_WRITE_ERRORS,
+    Counted,
+    Failed,
+    Job,
+    Prepared,
+    Source,
+    Written,
+    reason,
+    resolve_spacing,
+)
+from weightmaps.prepare import mask_class_counts, prepare_array
+from weightmaps.recipe import MaskMaps, compute_prepared
+
+__all__ = ["compute_mask_job", "count_mask_job", "prepare_mask_job", "write_outputs"]
+
+# A mask's own problems: anything else is a bug or a resource problem of the run.
+_MASK_ERRORS = (ValueError, TypeError, MemoryError)
+
+
+def _load(job: Job) -> tuple[np.ndarray, Source]:
+    mask = read_mask(job.path, **dataclasses.asdict(job.read))
+    file_spacing, unit = read_spacing_unit(job.path)
+    spacing = resolve_spacing(job.settings.spacing, file_spacing, mask.ndim)
+    source = Source(
+        shape=mask.shape,
+        dtype=str(mask.dtype),
+        spacing=spacing,
+        file_spacing=file_spacing,
+        unit=unit,
+    )
+    return mask, source
+
+
+def map_kinds(job: Job) -> list[str]:
+    """The job's outputs that are maps (not the carved target)."""
+    return [k for k in job.kinds if k in REGISTRY]
+
+
+def dataset_counts(job: Job) -> ClassCounts | None:
+    """The job's summed dataset counts, if any."""
+    return None if job.dataset_counts is None else ClassCounts.from_dict(job.dataset_counts)
+
+
+def count_mask_job(job: Job) -> Counted | Failed:
+    """Worker: the mask type and class counts (first pass of dataset-scope balance)."""
+    try:
+        mask = read_mask(job.path, **dataclasses.asdict(job.read))
+        mask_type, counts = mask_class_counts(mask, job.settings)
+    except MaskReadError as exc:
+        return Failed(exc.reason)
+    except _MASK_ERRORS as exc:
+        return Failed(reason(exc))
+    return Counted(mask_type=mask_type, counts=counts.to_dict())
+
+
+def compute_mask_job(job: Job) -> Written | Failed:
+    """Worker: read one mask, compute its maps, write them; return its record."""
+    try:
+        mask, source = _load(job)
+        prepared = prepare_array(mask, job.settings)
+        result = compute_prepared(
+            prepared,
+            job.settings,
+            kinds=map_kinds(job),
+            spacing=source.spacing,
+            dataset_counts=dataset_counts(job),
+        )
+    except MaskReadError as exc:
+        return Failed(exc.reason)
+    except _MASK_ERRORS as exc:
+        return Failed(reason(exc))
+    return write_outputs(job, source, result)
+
+
+def prepare_mask_job(job: Job) -> Prepared | Failed:
+    """Worker of the device path: read one mask and do the CPU part of its maps."""
+    try:
+        mask, source = _load(job)
+        prepared = prepare_array(mask, job.settings, kinds=map_kinds(job))
+    except MaskReadError as exc:
+        return Failed(exc.reason)
+    except _MASK_ERRORS as exc:
+        return Failed(reason(exc))
+    return Prepared(prepared=prepared, source=source)
+
+
+def _map_stats(array: np.ndarray) -> dict[str, float]:
+    return {
+        "min": float(array.min()),
+        "max": float(array.max()),
+        "mean": float(array.mean(dtype=np.float64)),
+    }
+
+
+def write_outputs(job: Job, source: Source, result: MaskMaps) -> Written | Failed:
+    """Write a mask's maps atomically; return its manifest record (or the failure)."""
+    arrays = dict(result.maps)
+    if result.target is not None and "target" in job.kinds:
+        arrays["target"] = result.target
+    recorded_spacing = source.spacing or source.file_spacing
+    outputs: dict[str, dict] = {}
+    for kind, array in arrays.items():
+        rel_out = output_name(job.rel, kind)
+        path = Path(job.out_root) / rel_out
+        same_grid = array.shape == source.shape
+        try:
+            # Checked before mkdir too, which would otherwise create folders
+            # wherever a symlinked folder in OUT leads; after it for races.
+            for _ in range(2):
+                if not path.parent.resolve().is_relative_to(Path(job.out_root).resolve()):
+                    return Failed(f"output folder of {rel_out} leads outside OUT; refused")
+                path.parent.mkdir(parents=True, exist_ok=True)
+            # The digest of the bytes written lets a reader tell this map from
+            # any other file put in its place, even one of the same size.
+            digest = hashlib.sha256()
+            size = write_tiff_atomic(
+                path,
+                array,
+                spacing=recorded_spacing if same_grid else None,
+                unit=source.unit if recorded_spacing == source.file_spacing else None,
+                hasher=digest,
+            )
+        except OSError as exc:
+            return Failed(
+                f"cannot write {rel_out}: {exc.strerror or exc}",
+                fatal=exc.errno in FATAL_WRITE_ERRORS,
+            )
+        outputs[kind] = {
+            "path": rel_out,
+            "bytes": size,
+            "sha256": digest.hexdigest(),
+            "shape": list(array.shape),
+            "dtype": str(array.dtype),
+            **_map_stats(array),
+        }
+    return Written(
+        mask_type=result.mask_type,
+        shape=list(source.shape),
+        dtype=source.dtype,
+        spacing=None if recorded_spacing is None else list(recorded_spacing),
+        counts=None if result.counts is None else result.counts.to_dict(),
+        outputs=outputs,
+    )

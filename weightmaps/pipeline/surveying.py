@@ -1,0 +1,101 @@
+"""What ``stats`` and ``preview`` read: every mask's statistics, a mask's maps in OUT."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from weightmaps.io.header import DEFAULT_MAX_PIXELS, MaskReadError
+from weightmaps.io.names import OUTPUT_KINDS
+from weightmaps.io.read import read_mask
+from weightmaps.io.volumes import fingerprint
+from weightmaps.pipeline.discover import find_masks
+from weightmaps.pipeline.jobs import reason
+from weightmaps.pipeline.manifest import file_sha256
+from weightmaps.pipeline.plan import open_manifest
+from weightmaps.pipeline.reports import progress_bar
+from weightmaps.settings import MapSettings
+from weightmaps.stats import MaskStats, mask_stats
+
+__all__ = ["maps_of", "survey"]
+
+
+def survey(
+    masks_dir: str | os.PathLike[str],
+    *,
+    glob: Sequence[str] | str = (),
+    channel: int | None = None,
+    rgb_rule: str | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    progress: bool | None = None,
+    **options: Any,
+) -> tuple[dict[str, MaskStats], dict[str, str]]:
+    """Read every mask under ``masks_dir`` and compute its :class:`MaskStats`.
+
+    Returns
+    -------
+    stats : dict
+        Mask path (relative) -> its statistics.
+    failed : dict
+        Mask path -> one-line reason it could not be read.
+    """
+    if not Path(masks_dir).is_dir():
+        raise ValueError(f"masks folder {masks_dir} does not exist or is not a folder")
+    settings = MapSettings(**options)
+    patterns = (glob,) if isinstance(glob, str) else tuple(glob)
+    stats: dict[str, MaskStats] = {}
+    failed: dict[str, str] = {}
+    found = find_masks(masks_dir, patterns=patterns)
+    bar = progress_bar(len(found), progress, "stats")
+    try:
+        for mask_file in found:
+            bar.update(1)
+            if mask_file.error is not None:
+                failed[mask_file.rel] = mask_file.error
+                continue
+            try:
+                mask = read_mask(
+                    mask_file.path, channel=channel, rgb_rule=rgb_rule, max_pixels=max_pixels
+                )
+                stats[mask_file.rel] = mask_stats(mask, settings)
+            except MaskReadError as exc:
+                failed[mask_file.rel] = exc.reason
+            except (ValueError, TypeError, MemoryError) as exc:
+                failed[mask_file.rel] = reason(exc)
+    finally:
+        bar.close()
+    return stats, failed
+
+
+def maps_of(
+    mask_path: str | os.PathLike[str], out_dir: str | os.PathLike[str], *, by_name: bool = True
+) -> dict[str, Path]:
+    """The map files in ``out_dir`` made from the mask at ``mask_path``.
+
+    Found through the manifest by the mask's content hash; failing that (and
+    with ``by_name``), by name (``<stem>.<kind>.tif``) when exactly one such
+    file exists per kind: those may be maps of an older version of the mask.
+    """
+    out_path = Path(out_dir)
+    manifest = open_manifest(out_path, force=False) if out_path.is_dir() else None
+    if manifest is not None:
+        sha = fingerprint(mask_path)[1] if Path(mask_path).is_dir() else file_sha256(mask_path)
+        for record in manifest.masks.values():
+            if record.get("sha256") == sha and record.get("outputs"):
+                outputs = record["outputs"]
+                return {
+                    kind: manifest.output_path(out_path, outputs[kind]["path"])
+                    for kind in OUTPUT_KINDS
+                    if kind in outputs
+                }
+    if not by_name:
+        return {}
+    stem = Path(mask_path).name.rsplit(".", 1)[0]
+    found: dict[str, Path] = {}
+    for kind in OUTPUT_KINDS:
+        candidates = sorted(out_path.rglob(f"{stem}.{kind}.tif")) if out_path.is_dir() else []
+        if len(candidates) == 1:
+            found[kind] = candidates[0]
+    return found

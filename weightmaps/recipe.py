@@ -1,0 +1,263 @@
+"""The recipe: a prepared mask and the settings in, every requested map out.
+
+One loop over the registry of map kinds (:mod:`weightmaps.kinds`), run three
+ways: :func:`compute_prepared` on one mask in memory (numpy), by
+:func:`compute_maps_batch` on masks of one shape stacked on a torch device,
+and by :func:`compute_volume_maps` on a chunked volume (lazy dask arrays).
+Preparing the mask is :mod:`weightmaps.prepare`; reading and writing files
+is the pipeline's.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from weightmaps.kernels.class_balance import ClassCounts
+from weightmaps.kinds import KINDS, REGISTRY, MapContext
+from weightmaps.masktype import MaskTypeError
+from weightmaps.prepare import PreparedMask, prepare_array, prepare_volume
+
+__all__ = [
+    "MaskMaps",
+    "compute_maps",
+    "compute_maps_batch",
+    "compute_prepared",
+    "compute_volume_maps",
+    "volume_refusal",
+]
+
+
+@dataclasses.dataclass
+class MaskMaps:
+    """What :func:`compute_maps` returns for one mask.
+
+    Attributes
+    ----------
+    mask_type : str
+        As read (binary, semantic or instance).
+    maps : dict
+        One map per requested kind, in registry order.
+    target : array, optional
+        The carved mask, when touching instances were separated.
+    counts : ClassCounts, optional
+        This mask's class counts.
+    """
+
+    mask_type: str
+    maps: dict[str, Any]
+    target: Any = None
+    counts: ClassCounts | None = None
+
+
+def _ordered(kinds: Sequence[str]) -> list[str]:
+    unknown = [k for k in kinds if k not in REGISTRY]
+    if unknown:
+        raise ValueError(f"unknown map kinds {unknown}; choose from {KINDS}")
+    return [k for k in KINDS if k in kinds]
+
+
+def compute_maps(
+    mask: np.ndarray,
+    settings: Any,
+    *,
+    kinds: Sequence[str] = KINDS,
+    spacing: Sequence[float] | None = None,
+    dataset_counts: ClassCounts | None = None,
+) -> MaskMaps:
+    """Compute the requested maps of one mask.
+
+    Parameters
+    ----------
+    mask : ndarray
+        2-D or 3-D label mask as read from disk.
+    settings : MapSettings
+        Parameters of every kind.
+    kinds : sequence of str
+        Which maps to compute (names of :data:`weightmaps.kinds.KINDS`).
+    spacing : sequence of float, optional
+        Pixel size per axis for the distance-based maps (already resolved
+        from ``settings.spacing``).
+    dataset_counts : ClassCounts, optional
+        Counts summed over the dataset, required when
+        ``settings.balance_scope == "dataset"``.
+
+    Returns
+    -------
+    MaskMaps
+        The mask type, a float32 map per kind, the carved target when
+        touching instances were separated, and this mask's class counts.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from weightmaps import MapSettings
+    >>> mask = np.zeros((32, 32), np.uint16); mask[4:12, 4:12] = 7; mask[4:12, 14:20] = 9
+    >>> result = compute_maps(mask, MapSettings())
+    >>> result.mask_type, sorted(result.maps), result.maps["unet"].dtype
+    ('instance', ['balance', 'edge', 'unet'], dtype('float32'))
+    """
+    _ordered(kinds)
+    return compute_prepared(
+        prepare_array(mask, settings),
+        settings,
+        kinds=kinds,
+        spacing=spacing,
+        dataset_counts=dataset_counts,
+    )
+
+
+def compute_prepared(
+    prepared: PreparedMask,
+    settings: Any,
+    *,
+    kinds: Sequence[str] = KINDS,
+    spacing: Sequence[float] | None = None,
+    dataset_counts: ClassCounts | None = None,
+) -> MaskMaps:
+    """:func:`compute_maps` from a :func:`~weightmaps.prepare.prepare_array` result, on the CPU."""
+    counts = prepared.class_counts()
+    context = MapContext(
+        spacing=None if spacing is None else tuple(spacing),
+        counts=counts,
+        dataset_counts=dataset_counts,
+    )
+    maps: dict[str, Any] = {}
+    for name in _ordered(kinds):
+        premade = prepared.premade.get(name)
+        maps[name] = (
+            premade if premade is not None else REGISTRY[name].compute(prepared, settings, context)
+        )
+    return MaskMaps(prepared.mask_type, maps, prepared.target, counts)
+
+
+def _family(prepared: PreparedMask) -> str:
+    # Binary and instance masks share one class space (0/1, ignore 2).
+    return "semantic" if prepared.mask_type == "semantic" else "foreground"
+
+
+def compute_maps_batch(
+    prepared: Sequence[PreparedMask],
+    settings: Any,
+    *,
+    kinds: Sequence[str] = KINDS,
+    spacing: Sequence[float] | None = None,
+    dataset_counts: ClassCounts | None = None,
+    device: Any = None,
+    max_bytes: int | None = None,
+) -> list[MaskMaps]:
+    """The maps of many prepared masks, computed in batches on a torch device.
+
+    Masks of one shape and class space are stacked and computed together by
+    each kind's torch kernel; results are numpy arrays equal to those of
+    :func:`compute_maps` within ``1e-5 * w0`` (U-Net) and ``1e-5``. A kind
+    without a torch kernel, or made on the CPU while preparing (an edge map
+    at another size), is computed per mask on the CPU.
+
+    Parameters
+    ----------
+    prepared : sequence of PreparedMask
+        From :func:`~weightmaps.prepare.prepare_array` with the same
+        ``settings`` and ``kinds``.
+    settings, kinds, dataset_counts
+        As for :func:`compute_maps`.
+    spacing : sequence of float, optional
+        One pixel size for all these masks.
+    device : torch device or str, optional
+        Where to compute (default: CPU through torch).
+    max_bytes : int, optional
+        Memory budget of the kernels on the device; larger batches are split
+        and larger masks done in overlapping slabs (default: half the free
+        GPU memory).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from weightmaps import MapSettings
+    >>> from weightmaps.prepare import prepare_array
+    >>> mask = np.zeros((32, 32), np.uint16); mask[4:12, 4:12] = 7; mask[4:12, 14:20] = 9
+    >>> ready = [prepare_array(mask, MapSettings()), prepare_array(mask.T, MapSettings())]
+    >>> out = compute_maps_batch(ready, MapSettings(), device="cpu")
+    >>> [sorted(m.maps) for m in out]
+    [['balance', 'edge', 'unet'], ['balance', 'edge', 'unet']]
+    """
+    names = _ordered(kinds)
+    results = [MaskMaps(p.mask_type, {}, p.target, p.class_counts()) for p in prepared]
+    groups: dict[tuple, list[int]] = {}
+    for i, p in enumerate(prepared):
+        groups.setdefault((p.values.shape, _family(p)), []).append(i)
+    spacing_ = None if spacing is None else tuple(spacing)
+    for members in groups.values():
+        batch = [prepared[i] for i in members]
+        context = MapContext(
+            spacing=spacing_, dataset_counts=dataset_counts, device=device, max_bytes=max_bytes
+        )
+        for name in names:
+            kind = REGISTRY[name]
+            on_cpu = kind.on_cpu is not None and kind.on_cpu(settings)
+            if kind.compute_batch is None or on_cpu:
+                for i in members:
+                    done = prepared[i].premade.get(name)
+                    if done is None:
+                        mask_context = dataclasses.replace(context, counts=results[i].counts)
+                        done = kind.compute(prepared[i], settings, mask_context)
+                    results[i].maps[name] = done
+                continue
+            host = kind.compute_batch(batch, settings, context).cpu().numpy()
+            for j, i in enumerate(members):
+                results[i].maps[name] = host[j]
+    for result in results:
+        result.maps = {k: result.maps[k] for k in names}
+    return results
+
+
+def volume_refusal(settings: Any, kinds: Sequence[str]) -> str | None:
+    """Why these settings cannot make these maps of a chunked volume, or None."""
+    for name in _ordered(kinds):
+        kind = REGISTRY[name]
+        if kind.compute_volume is None:
+            return f"{name} maps are not computed for chunked volumes"
+        if kind.volume_refusal is not None:
+            reason = kind.volume_refusal(settings)
+            if reason is not None:
+                return reason
+    return None
+
+
+def compute_volume_maps(
+    volume: Any,
+    settings: Any,
+    *,
+    kinds: Sequence[str] = KINDS,
+    spacing: Sequence[float] | None = None,
+    dataset_counts: ClassCounts | None = None,
+) -> tuple[PreparedMask, dict[str, Any]]:
+    """The maps of a chunked volume, as lazy dask arrays with the volume's chunks.
+
+    Reads the volume for its type, value range and class counts; the maps
+    stay lazy (store them chunk by chunk). Returns the prepared volume (its
+    ``mask_type``, ``counts`` and carved ``target``) and the maps by kind.
+
+    Raises
+    ------
+    MaskTypeError
+        For settings no chunked kernel can apply (see :func:`volume_refusal`),
+        and as :func:`~weightmaps.prepare.prepare_volume`.
+    """
+    reason = volume_refusal(settings, kinds)
+    if reason is not None:
+        raise MaskTypeError(reason)
+    prepared = prepare_volume(volume, settings)
+    context = MapContext(
+        spacing=None if spacing is None else tuple(spacing),
+        counts=prepared.counts,
+        dataset_counts=dataset_counts,
+    )
+    maps = {
+        name: REGISTRY[name].compute_volume(prepared, settings, context)  # type: ignore[misc]
+        for name in _ordered(kinds)
+    }
+    return prepared, maps
