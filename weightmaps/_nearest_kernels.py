@@ -230,17 +230,31 @@ BLOCK = 1024
 
 
 @nb.njit(cache=True, inline="always", error_model="numpy")
-def _keep_two_select(v, lab, v1, l1, v2, l2):
-    """``_keep_two`` without branches, so that a loop of it vectorizes."""
-    same = lab == l1
-    nearer = v < v1
-    new_v1 = v if nearer else v1
-    new_l1 = lab if nearer else l1
-    other_v2 = v1 if nearer else min(v, v2)
-    other_l2 = l1 if nearer else (lab if v < v2 else l2)
-    new_v2 = v2 if same else other_v2
-    new_l2 = l2 if same else other_l2
-    return new_v1, new_l1, new_v2, new_l2
+def _merge_pairs(t1, m1, t2, m2, v1, l1, v2, l2):
+    """The two nearest distinct labels of two pairs, without branches (so that a
+    loop of it vectorizes): ``(t1, m1, t2, m2)`` merged into ``(v1, l1, v2, l2)``.
+
+    The first is the nearer of ``v1`` and ``t1``. The second is the nearest
+    entry with another label: if ``t1`` comes first, the better of ``t2`` and
+    the first entry of the other pair not labelled ``m1``; else the better of
+    ``v2`` and the first entry of this pair not labelled ``l1``.
+    """
+    same = m1 == l1
+    nearer = t1 < v1
+    other_v = v2 if same else v1
+    other_l = l2 if same else l1
+    this_v = t2 if same else t1
+    this_l = m2 if same else m1
+    x = other_v if nearer else v2
+    xl = other_l if nearer else l2
+    y = t2 if nearer else this_v
+    yl = m2 if nearer else this_l
+    return (
+        t1 if nearer else v1,
+        m1 if nearer else l1,
+        min(x, y),
+        yl if y < x else xl,
+    )
 
 
 @nb.njit(cache=True, inline="always", error_model="numpy")
@@ -255,10 +269,16 @@ def _merge_line(av1, al1, av2, al2, w, iv1, il1, iv2, il2, a, j, c0, off, next_o
     # would otherwise turn these contiguous loads into gathers.
     for k in range(np.uint64(w)):
         c = np.uint64(c0) + k
-        v1, l1, v2, l2 = _keep_two_select(
-            iv1[a, j, c] + off, il1[a, j, c], av1[k], al1[k], av2[k], al2[k]
+        v1, l1, v2, l2 = _merge_pairs(
+            iv1[a, j, c] + off,
+            il1[a, j, c],
+            iv2[a, j, c] + off,
+            il2[a, j, c],
+            av1[k],
+            al1[k],
+            av2[k],
+            al2[k],
         )
-        v1, l1, v2, l2 = _keep_two_select(iv2[a, j, c] + off, il2[a, j, c], v1, l1, v2, l2)
         av1[k] = v1
         al1[k] = l1
         av2[k] = v2
@@ -275,12 +295,26 @@ def _merge_two_lines(
     active = False
     for k in range(np.uint64(w)):
         c = np.uint64(c0) + k
-        v1, l1, v2, l2 = _keep_two_select(
-            iv1[a, lo, c] + off, il1[a, lo, c], av1[k], al1[k], av2[k], al2[k]
+        v1, l1, v2, l2 = _merge_pairs(
+            iv1[a, lo, c] + off,
+            il1[a, lo, c],
+            iv2[a, lo, c] + off,
+            il2[a, lo, c],
+            av1[k],
+            al1[k],
+            av2[k],
+            al2[k],
         )
-        v1, l1, v2, l2 = _keep_two_select(iv2[a, lo, c] + off, il2[a, lo, c], v1, l1, v2, l2)
-        v1, l1, v2, l2 = _keep_two_select(iv1[a, hi, c] + off, il1[a, hi, c], v1, l1, v2, l2)
-        v1, l1, v2, l2 = _keep_two_select(iv2[a, hi, c] + off, il2[a, hi, c], v1, l1, v2, l2)
+        v1, l1, v2, l2 = _merge_pairs(
+            iv1[a, hi, c] + off,
+            il1[a, hi, c],
+            iv2[a, hi, c] + off,
+            il2[a, hi, c],
+            v1,
+            l1,
+            v2,
+            l2,
+        )
         av1[k] = v1
         al1[k] = l1
         av2[k] = v2
