@@ -268,6 +268,11 @@ def random_pairs(rng, shape, cap, n_labels):
     missing2 = v[1] >= cap
     l1[missing1] = -1
     l2[missing2] = -1
+    # And some lines with no site at all, which the row passes skip.
+    empty = np.broadcast_to(rng.random((*shape[:-1], 1)) < 0.3, shape)
+    v[:, empty] = cap
+    l1[empty] = -1
+    l2[empty] = -1
     return v[0], l1, v[1], l2
 
 

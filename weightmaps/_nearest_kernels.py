@@ -337,8 +337,17 @@ def _sum_limit(reach, cutoff):
 
 
 @nb.njit(cache=True, inline="always", error_model="numpy")
+def _still_active(av1, av2, w, next_off, limit):
+    """``_merge_line``'s answer when no line was merged."""
+    active = False
+    for k in range(np.uint64(w)):
+        active |= (av2[k] > next_off) & (av1[k] < limit)
+    return active
+
+
+@nb.njit(cache=True, inline="always", error_model="numpy")
 def _search_row(
-    av1, al1, av2, al2, w, iv1, il1, iv2, il2, a, i, c0, active, step2, cutoff, scalars
+    av1, al1, av2, al2, w, iv1, il1, iv2, il2, a, i, c0, sites, active, step2, cutoff, scalars
 ):
     """Merge the lines at offsets 1, 2, ... around line ``i`` into the pairs of
     its pixels ``c0 .. c0 + w``, while any of them may still change.
@@ -346,8 +355,11 @@ def _search_row(
     ``cutoff`` (inf for none) is the border pass's bound on ``d1 + d2``.
     Pixels that have stopped are merged further with the others; that only
     brings their pair closer to the exact one, and a pixel stopped by the
-    cutoff has a pair summing to at least ``cutoff`` either way. ``scalars``
-    (3 items of the accumulator dtype) casts the offsets to that dtype.
+    cutoff has a pair summing to at least ``cutoff`` either way. ``sites[j]``
+    is False where line ``j`` has no site below the cap over these pixels:
+    merging it would change nothing, so it is skipped (in sparse volumes most
+    lines of the first window pass are empty). ``scalars`` (3 items of the
+    accumulator dtype) casts the offsets to that dtype.
     """
     n = iv1.shape[1]
     step = math.sqrt(step2)
@@ -355,25 +367,41 @@ def _search_row(
     while active:
         lo = i - o
         hi = i + o
+        if lo < 0 and hi >= n:
+            break
         scalars[0] = o * o * step2
         scalars[1] = (o + 1) * (o + 1) * step2
         scalars[2] = _sum_limit((o + 1) * step, cutoff)
         off, next_off, limit = scalars[0], scalars[1], scalars[2]
-        if lo >= 0 and hi < n:
+        use_lo = lo >= 0 and sites[lo]
+        use_hi = hi < n and sites[hi]
+        if use_lo and use_hi:
             active = _merge_two_lines(
                 av1, al1, av2, al2, w, iv1, il1, iv2, il2, a, lo, hi, c0, off, next_off, limit
             )
-        elif lo >= 0:
+        elif use_lo:
             active = _merge_line(
                 av1, al1, av2, al2, w, iv1, il1, iv2, il2, a, lo, c0, off, next_off, limit
             )
-        elif hi < n:
+        elif use_hi:
             active = _merge_line(
                 av1, al1, av2, al2, w, iv1, il1, iv2, il2, a, hi, c0, off, next_off, limit
             )
         else:
-            break
+            active = _still_active(av1, av2, w, next_off, limit)
         o += 1
+
+
+@nb.njit(cache=True, inline="always", error_model="numpy")
+def _lines_with_sites(il1, a, b0, b1, sites):
+    """``sites[j, t]``: line ``j`` has a site over row ``t`` of the block ``b0 .. b1``."""
+    for j in range(il1.shape[1]):
+        for t, c0 in enumerate(range(b0, b1, ROW)):
+            w = min(ROW, b1 - c0)
+            found = False
+            for k in range(np.uint64(w)):
+                found |= il1[a, j, np.uint64(c0) + k] != NO_LABEL
+            sites[j, t] = found
 
 
 @nb.njit(cache=True, nogil=True, error_model="numpy")
@@ -385,11 +413,13 @@ def window_pass_rows(iv1, il1, iv2, il2, ov1, ol1, ov2, ol2, step2, acc):
     al1 = np.empty(ROW, il1.dtype)
     al2 = np.empty(ROW, il1.dtype)
     scalars = np.empty(3, acc.dtype)
+    sites = np.empty((n, (BLOCK + ROW - 1) // ROW), np.bool_)
     for a in range(n_outer):
         for b0 in range(0, n_inner, BLOCK):
             b1 = min(b0 + BLOCK, n_inner)
+            _lines_with_sites(il1, a, b0, b1, sites)
             for i in range(n):
-                for c0 in range(b0, b1, ROW):
+                for t, c0 in enumerate(range(b0, b1, ROW)):
                     w = min(ROW, b1 - c0)
                     active = False
                     for k in range(np.uint64(w)):
@@ -412,6 +442,7 @@ def window_pass_rows(iv1, il1, iv2, il2, ov1, ol1, ov2, ol2, step2, acc):
                         a,
                         i,
                         c0,
+                        sites[:, t],
                         active,
                         step2,
                         math.inf,
@@ -436,12 +467,14 @@ def border_pass_rows(
     al1 = np.empty(ROW, il1.dtype)
     al2 = np.empty(ROW, il1.dtype)
     scalars = np.empty(3, acc.dtype)
+    sites = np.empty((n, (BLOCK + ROW - 1) // ROW), np.bool_)
     first_limit = _sum_limit(math.sqrt(step2), cutoff)
     for a in range(n_outer):
         for b0 in range(0, n_inner, BLOCK):
             b1 = min(b0 + BLOCK, n_inner)
+            _lines_with_sites(il1, a, b0, b1, sites)
             for i in range(start, stop):
-                for c0 in range(b0, b1, ROW):
+                for t, c0 in enumerate(range(b0, b1, ROW)):
                     w = min(ROW, b1 - c0)
                     active = False
                     for k in range(np.uint64(w)):
@@ -467,6 +500,7 @@ def border_pass_rows(
                         a,
                         i,
                         c0,
+                        sites[:, t],
                         active,
                         step2,
                         cutoff,
