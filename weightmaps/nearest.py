@@ -67,8 +67,9 @@ def _axis_order(spacing: np.ndarray) -> list[int]:
 
 
 # Pixels after the processed axis from which a pass runs a row of them at a
-# time (below, pixel at a time, with per-pixel early exits).
-_MIN_ROW = 16
+# time (below, pixel at a time, with per-pixel early exits). Measured on
+# 4000 x w masks: pixel at a time wins up to w = 16, rows from w = 24.
+_MIN_ROW = 20
 
 
 def _by_rows(labels: np.ndarray, axis: int) -> bool:
