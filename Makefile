@@ -36,7 +36,13 @@ demo: install
 	$(WM) preview sample_data/masks/semantic/street_00.png --maps out/demo/semantic --image sample_data/images/semantic/street_00.png -o out/demo/preview/street_00.png
 	$(WM) preview sample_data/masks/volume/nuclei3d_00.tif --maps out/demo/volume --image sample_data/images/volume/nuclei3d_00.tif -o out/demo/preview/nuclei3d_00.png
 
-bench: install
+# Benchmark-only dependencies (seung-lab edt, the yardstick of bench_edt).
+$(VENV)/.bench: $(STAMP)
+	$(PY) -m pip install -e '.[dev,dask,bench]'
+	touch $@
+
+bench: install $(VENV)/.bench
+	$(PY) benchmarks/bench_edt.py
 	$(PY) benchmarks/bench_kernels.py
 	$(PY) benchmarks/bench_generate.py
 	$(PY) benchmarks/bench_digests.py

@@ -194,3 +194,113 @@ def test_slabs_give_the_same_map(monkeypatch, shape):
     monkeypatch.setattr(weightmaps.kernels.nearest, "_BLOCK_PIXELS", 1)
     np.testing.assert_array_equal(unet_weight_map(labels, sigma=2.0), whole)
     assert_matches_reference(labels, sigma=2.0)
+
+
+ROW_CASES = [
+    # (shape, spacing, sigma): rows longer than one row of the kernel (512)
+    # and than one block (1024), partial last rows, unit / power-of-two
+    # spacing (float32 accumulators) and spacing whose squares are not exact
+    # in float32 (float64 accumulators).
+    ((40, 700), None, 4.0),
+    ((12, 40, 60), None, 3.0),
+    ((12, 40, 60), (2.0, 0.5, 1.0), 2.0),
+    ((48, 60), (2.0, 0.7), 3.0),
+    ((10, 30, 40), (1.0, 0.6, 0.1625), 1.5),
+]
+
+
+@pytest.mark.parametrize(("shape", "spacing", "sigma"), ROW_CASES)
+def test_row_passes_give_the_bytes_of_the_pixel_passes(monkeypatch, shape, spacing, sigma):
+    """The passes that take a row of pixels at a time against the
+    pixel-at-a-time passes they replace: the same map, byte for byte."""
+    import weightmaps.kernels.nearest
+
+    labels = random_instances(shape, 30, seed=21)
+    by_rows = unet_weight_map(labels, sigma=sigma, spacing=spacing)
+    monkeypatch.setattr(weightmaps.kernels.nearest, "_MIN_ROW", 1 << 62)
+    by_pixels = unet_weight_map(labels, sigma=sigma, spacing=spacing)
+    np.testing.assert_array_equal(by_rows, by_pixels)
+    assert_matches_reference(labels, sigma=sigma, spacing=spacing)
+
+
+@pytest.mark.parametrize(("shape", "spacing", "sigma"), ROW_CASES[:3])
+def test_row_passes_wide_labels_and_nearest_two(monkeypatch, shape, spacing, sigma):
+    """int64 labels, and the uncapped transform (every window pass by rows)."""
+    import weightmaps.kernels.nearest
+
+    labels = random_instances(shape, 30, seed=22).astype(np.int64)
+    labels[labels > 0] += 2**40
+    by_rows = unet_weight_map(labels, sigma=sigma, spacing=spacing)
+    pairs_by_rows = nearest_two_instances(labels, spacing=spacing)
+    monkeypatch.setattr(weightmaps.kernels.nearest, "_MIN_ROW", 1 << 62)
+    np.testing.assert_array_equal(by_rows, unet_weight_map(labels, sigma=sigma, spacing=spacing))
+    d1, l1, d2, l2 = nearest_two_instances(labels, spacing=spacing)
+    np.testing.assert_array_equal(pairs_by_rows[0], d1)
+    np.testing.assert_array_equal(pairs_by_rows[2], d2)
+    # Labels are the same wherever no other label ties at that distance.
+    np.testing.assert_array_equal(pairs_by_rows[1][d1 < d2], l1[d1 < d2])
+    r1, r2 = reference_two_nearest(labels, spacing)
+    np.testing.assert_allclose(d1, r1, rtol=1e-6)
+    np.testing.assert_allclose(d2, r2, rtol=1e-6)
+
+
+def test_accumulator_is_float32_only_where_sums_are_exact():
+    from weightmaps.kernels.nearest import _accumulator
+
+    assert _accumulator(np.ones(3), 700.0).dtype == np.float32
+    assert _accumulator(np.array([2.0, 0.5, 0.25]), 700.0).dtype == np.float32
+    assert _accumulator(np.array([1.0, 0.6]), 700.0).dtype == np.float64
+    # Sums past 2**24 are not exact in float32.
+    assert _accumulator(np.ones(2), 2.0**24).dtype == np.float64
+    assert _accumulator(np.array([0.5, 1.0]), 2.0**21).dtype == np.float64
+
+
+def random_pairs(rng, shape, cap, n_labels):
+    """Valid pass input: v1 <= v2 < cap, l1 != l2, missing = (cap, -1)."""
+    v = rng.integers(0, int(cap) + 1, (2, *shape))
+    # Some rows near sites throughout, so that they stop after an offset or two.
+    near = rng.random((1, *shape[:-1], 1)) < 0.3
+    v = np.sort(np.where(near, v % 3, v), axis=0).astype(np.float32)
+    l1 = rng.integers(1, n_labels + 1, shape).astype(np.int32)
+    l2 = (l1 + rng.integers(1, n_labels, shape)) % (n_labels + 1)
+    l2 = np.where(l2 == 0, n_labels + 1, l2).astype(np.int32)
+    missing1 = v[0] >= cap
+    missing2 = v[1] >= cap
+    l1[missing1] = -1
+    l2[missing2] = -1
+    # And some lines with no site at all, which the row passes skip.
+    empty = np.broadcast_to(rng.random((*shape[:-1], 1)) < 0.3, shape)
+    v[:, empty] = cap
+    l1[empty] = -1
+    l2[empty] = -1
+    return v[0], l1, v[1], l2
+
+
+@pytest.mark.parametrize("inner", [16, 23, 600])
+def test_row_kernels_against_pixel_kernels_on_random_pairs(inner):
+    """Any valid pairs, not only those a scan produces: short and long rows,
+    many rows stopping at the first offsets."""
+    from weightmaps.kernels import _nearest_nb as kernels
+
+    rng = np.random.default_rng(inner)
+    for cap, step2, acc in [
+        (9.0, 1.0, np.float32),
+        (50.0, 0.25, np.float64),
+        (30.0, 2.0, np.float32),
+    ]:
+        shape = (3, 25, inner)
+        iv = random_pairs(rng, shape, cap, 5)
+        by_pixels = [np.empty(shape, a.dtype) for a in iv]
+        by_rows = [np.empty(shape, a.dtype) for a in iv]
+        kernels.window_pass(*iv, *by_pixels, step2)
+        kernels.window_pass_rows(*iv, *by_rows, step2, np.empty(0, acc))
+        np.testing.assert_array_equal(by_rows[0], by_pixels[0])
+        np.testing.assert_array_equal(by_rows[2], by_pixels[2])
+        labels = (rng.random(shape) < 0.2).astype(np.int32)
+        out_pixels = np.ones(shape, np.float32)
+        out_rows = np.ones(shape, np.float32)
+        args = (0, shape[1], step2, 10.0, 1 / 8.0, float(np.sqrt(cap)))
+        kernels.border_pass(labels, *iv, out_pixels, *args)
+        kernels.border_pass_rows(labels, *iv, out_rows, *args, np.empty(0, acc))
+        np.testing.assert_array_equal(out_rows, out_pixels)
+        assert np.any(out_rows > 1)

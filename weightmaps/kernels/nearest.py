@@ -77,6 +77,33 @@ def axis_order(spacing: np.ndarray) -> list[int]:
     return [first] + [ax for ax in reversed(range(ndim)) if ax != first]
 
 
+# Pixels after the processed axis from which a pass runs a row of them at a
+# time (below, pixel at a time, with per-pixel early exits). Measured on
+# 4000 x w masks: pixel at a time wins up to w = 16, rows from w = 24.
+_MIN_ROW = 20
+
+
+def _by_rows(labels: np.ndarray, axis: int) -> bool:
+    return int(np.prod(labels.shape[axis + 1 :], dtype=np.int64)) >= _MIN_ROW
+
+
+def _accumulator(spacing: np.ndarray, cap: float) -> np.ndarray:
+    """Empty array of the dtype the row passes accumulate squared distances in.
+
+    float32 when every squared distance they form is exact in it: each
+    ``spacing**2`` a multiple of ``2**-e`` and every sum (below ``2 * cap``)
+    under ``2**24 * 2**-e``. Then float32 sums equal the float64 sums of the
+    pixel-at-a-time passes. Otherwise float64, rounded as those passes round.
+    """
+    steps = spacing**2
+    for e in range(31):
+        if np.all(steps * 2.0**e == np.round(steps * 2.0**e)):
+            if 2.0 * cap * 2.0**e < 2.0**24:
+                return np.empty(0, np.float32)
+            break
+    return np.empty(0, np.float64)
+
+
 class _PairBuffer:
     """Squared distances (float32: capped values are small, so exact for
     integer offsets) and labels of the two nearest distinct sites."""
@@ -111,7 +138,13 @@ def _pair_passes(
     for axis in rest[:stop]:
         if spare is None:
             spare = _PairBuffer(labels.shape, labels.dtype)
-        kernels.window_pass(*current.views(axis), *spare.views(axis), float(spacing[axis] ** 2))
+        step2 = float(spacing[axis] ** 2)
+        if _by_rows(labels, axis):
+            kernels.window_pass_rows(
+                *current.views(axis), *spare.views(axis), step2, _accumulator(spacing, cap)
+            )
+        else:
+            kernels.window_pass(*current.views(axis), *spare.views(axis), step2)
         current, spare = spare, current
     return current, (None if keep_last or not rest else rest[-1])
 
@@ -232,7 +265,7 @@ def add_border_term(
         slab_labels = np.ascontiguousarray(labels[slab])
         slab_out = np.ascontiguousarray(out[slab])
         pairs, _ = _pair_passes(slab_labels, spacing_, cap, keep_last=False)
-        kernels.border_pass(
+        args = (
             line_view(slab_labels, axis),
             *pairs.views(axis),
             line_view(slab_out, axis),
@@ -243,6 +276,10 @@ def add_border_term(
             inv_two_sigma2,
             float(cutoff),
         )
+        if _by_rows(labels, axis):
+            kernels.border_pass_rows(*args, _accumulator(spacing_, cap))
+        else:
+            kernels.border_pass(*args)
         if not np.shares_memory(slab_out, out):
             out[slab] = slab_out
         del pairs  # before the next slab allocates its own
