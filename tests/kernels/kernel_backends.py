@@ -160,8 +160,9 @@ class TorchBackend(Backend):
     def to_numpy(self, result: Any, first_input: Any) -> Any:
         import torch
 
+        assert not isinstance(result, np.ndarray), "a torch kernel returned numpy"
         if not isinstance(result, torch.Tensor):
-            return result
+            return result  # counts, not an array
         assert result.device.type == torch.device(self.device).type
         return result.cpu().numpy()
 
@@ -200,8 +201,9 @@ class DaskBackend(Backend):
     def to_numpy(self, result: Any, first_input: Any) -> Any:
         import dask.array as da
 
+        assert not isinstance(result, np.ndarray), "a chunked kernel returned numpy, not lazy"
         if not isinstance(result, da.Array):
-            return result
+            return result  # counts, computed by the kernel
         if isinstance(first_input, da.Array) and result.shape == first_input.shape:
             assert result.chunks == first_input.chunks
         return result.compute()
