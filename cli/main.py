@@ -35,6 +35,7 @@ from weightmaps.io.volumes import (
     DEFAULT_MAX_VOLUME_VOXELS,
     MISSING_CHUNKS,
 )
+from weightmaps.io.writing import DEFAULT_COMPRESSION
 from weightmaps.kinds import KINDS
 
 EXIT_INTERRUPTED = 130
@@ -163,6 +164,13 @@ def main() -> None:
     show_default=True,
     help="Zarr chunks absent from the store: read as the fill value (counted with -v), "
     "or refuse the volume.",
+)
+@click.option(
+    "--compression",
+    default=DEFAULT_COMPRESSION,
+    show_default=True,
+    help="Of the TIFF maps: zlib[:LEVEL] (deflate, every TIFF reader opens it), "
+    "zstd[:LEVEL] (smaller and faster; not ImageJ, tifffile with imagecodecs) or none.",
 )
 @click.option("--force", is_flag=True, help="Recompute everything, current or not.")
 @click.option("--dry-run", is_flag=True, help="Only list what would be computed.")

@@ -18,9 +18,12 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "COMPRESSIONS",
+    "DEFAULT_COMPRESSION",
     "TEMP_SUFFIX",
     "atomic_path",
     "remove_leftover_temporaries",
+    "tiff_compression",
     "write_text_atomic",
     "write_tiff_atomic",
 ]
@@ -36,6 +39,12 @@ def _file_mode() -> int:
 
 
 _FILE_MODE = _file_mode()
+
+DEFAULT_COMPRESSION = "zlib"
+"""How maps are compressed unless told: deflate (TIFF's "zlib") at its default level."""
+
+COMPRESSIONS = {"zlib": (1, 9), "zstd": (1, 22), "none": None}
+"""Codecs of :func:`tiff_compression` and their levels (lowest, highest)."""
 
 # ImageJ hyperstacks hold these sample types only.
 _IMAGEJ_DTYPES = frozenset({np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.float32)})
@@ -70,6 +79,55 @@ def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
         os.fsync(fh.fileno())
 
 
+def tiff_compression(spec: str) -> dict[str, Any]:
+    """The ``tifffile.imwrite`` arguments of a compression: ``"zlib:1"``, ``"zstd"``, ``"none"``.
+
+    ``codec`` or ``codec:level``; ``zlib`` alone is level 6 (zlib's own
+    default), ``zstd`` alone level 3. zstd needs the imagecodecs package, to
+    write and to read (ImageJ's own TIFF reader cannot read it).
+
+    Raises
+    ------
+    ValueError
+        An unknown codec, a level out of its range, or zstd without imagecodecs.
+
+    Examples
+    --------
+    >>> tiff_compression("zlib:1")
+    {'compression': 'zlib', 'compressionargs': {'level': 1}}
+    >>> tiff_compression("zstd")["compression"]
+    'zstd'
+    >>> tiff_compression("none")
+    {}
+    """
+    codec, _, level_text = str(spec).strip().lower().partition(":")
+    if codec not in COMPRESSIONS:
+        raise ValueError(
+            f"compression must be one of {', '.join(COMPRESSIONS)} (optionally codec:level), "
+            f"got {spec!r}"
+        )
+    levels = COMPRESSIONS[codec]
+    if levels is None:
+        if level_text:
+            raise ValueError(f"compression 'none' takes no level, got {spec!r}")
+        return {}
+    lowest, highest = levels
+    if codec == "zstd":
+        try:
+            import imagecodecs  # noqa: F401
+        except ImportError:
+            raise ValueError("zstd needs imagecodecs: pip install imagecodecs") from None
+    if not level_text:  # the codec's own default level
+        return {"compression": codec}
+    try:
+        level = int(level_text)
+    except ValueError:
+        raise ValueError(f"compression level must be a whole number, got {spec!r}") from None
+    if not lowest <= level <= highest:
+        raise ValueError(f"{codec} levels are {lowest} to {highest}, got {level}")
+    return {"compression": codec, "compressionargs": {"level": level}}
+
+
 def write_tiff_atomic(
     path: str | os.PathLike[str],
     array: np.ndarray,
@@ -78,8 +136,10 @@ def write_tiff_atomic(
     unit: str | None = None,
     writer: Callable[..., object] | None = None,
     hasher: Any = None,
+    compression: str = DEFAULT_COMPRESSION,
+    threads: int = 1,
 ) -> int:
-    """Write a 2-D image or 3-D stack as a zlib-compressed TIFF, atomically.
+    """Write a 2-D image or 3-D stack as a compressed TIFF, atomically.
 
     3-D stacks of uint8, uint16 or float32 are written in ImageJ's format
     (Fiji and napari read them as a stack with its slice spacing); the
@@ -101,6 +161,13 @@ def write_tiff_atomic(
     hasher : hashlib hash object, optional
         Updated with the file's bytes, read back from the temporary file
         before the rename: the digest is that of exactly what was written.
+    compression : str
+        ``"zlib:1"`` (default), ``"zlib:6"``, ``"zstd:3"``, ``"none"``: see
+        :func:`tiff_compression`.
+    threads : int
+        Threads compressing the strips of one large image; the caller's
+        share of the cores (tifffile's own default would take half of them
+        in every worker process).
 
     Returns
     -------
@@ -119,7 +186,7 @@ def write_tiff_atomic(
 
     writer = tifffile.imwrite if writer is None else writer
     array = np.ascontiguousarray(array)
-    kwargs: dict[str, object] = {"compression": "zlib"}
+    kwargs: dict[str, object] = {**tiff_compression(compression), "maxworkers": max(1, threads)}
     if spacing is not None:
         dy, dx = spacing[-2:]
         kwargs["resolution"] = (1.0 / dx, 1.0 / dy)

@@ -31,7 +31,11 @@ from weightmaps.io.volumes import (
     VolumeLimits,
     VolumeRefused,
 )
-from weightmaps.io.writing import remove_leftover_temporaries
+from weightmaps.io.writing import (
+    DEFAULT_COMPRESSION,
+    remove_leftover_temporaries,
+    tiff_compression,
+)
 from weightmaps.kernels.class_balance import ClassCounts
 from weightmaps.kinds import KINDS
 from weightmaps.pipeline.device import device_results, resolve_device
@@ -87,6 +91,7 @@ def generate(
     max_volume_voxels: int = DEFAULT_MAX_VOLUME_VOXELS,
     max_chunk_bytes: int = DEFAULT_MAX_CHUNK_BYTES,
     missing_chunks: str = "fill",
+    compression: str = DEFAULT_COMPRESSION,
     force: bool = False,
     dry_run: bool = False,
     fail_fast: bool = False,
@@ -145,6 +150,12 @@ def generate(
     missing_chunks : {"fill", "error"}
         Zarr chunks absent from the store read as the fill value (zarr's
         rule; said per volume at INFO level) or refuse the volume.
+    compression : str
+        Of the TIFF maps: ``"zlib"`` (default: deflate, which every TIFF
+        reader opens), ``"zlib:1"`` to ``"zlib:9"``, ``"zstd"`` or
+        ``"zstd:LEVEL"`` (ImageJ cannot read it, tifffile only with
+        imagecodecs), ``"none"``. Not a map parameter: it changes the bytes, not the
+        values, and never makes a map stale.
     force : bool
         Recompute everything (and start a new manifest if the old one is
         unreadable).
@@ -199,6 +210,7 @@ def generate(
     if chunks is not None and chunks < 1:
         raise ValueError(f"chunks must be >= 1, got {chunks}")
     volume_limits = VolumeLimits(max_volume_voxels, max_chunk_bytes, missing_chunks)
+    tiff_compression(compression)  # a bad codec or level: ValueError now
     masks_path = Path(masks_dir)
     out_path = Path(out_dir)
     if not masks_path.is_dir():
@@ -224,6 +236,7 @@ def generate(
         chunked_above,
         chunks,
         volume_limits,
+        compression,
     )
     start = time.perf_counter()
     try:
@@ -248,6 +261,7 @@ class _RunOptions:
     chunked_above: int = DEFAULT_CHUNKED_ABOVE
     chunks: int | None = None
     volume_limits: VolumeLimits = VolumeLimits()
+    compression: str = DEFAULT_COMPRESSION
 
 
 def _generate(
@@ -301,6 +315,7 @@ def _new_run(
         chunked_above=options.chunked_above,
         chunks=options.chunks,
         volume_limits=options.volume_limits,
+        compression=options.compression,
     )
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from weightmaps.io.header import DEFAULT_MAX_PIXELS
 from weightmaps.io.volumes import VolumeLimits
+from weightmaps.io.writing import DEFAULT_COMPRESSION
 from weightmaps.masktype import MaskTypeError
 
 __all__ = [
@@ -69,9 +70,12 @@ class Job:
     chunks : int, optional
         A volume's processing chunk edge; None: the zarr's own (a TIFF: 256).
     threads : int, optional
-        A volume's threads; None: every core.
+        The job's share of this machine's cores (its kernels' and its
+        compression's threads); None: every core.
     volume_limits : VolumeLimits
         Checked again in the job: files change.
+    compression : str
+        Of the TIFF maps (:func:`weightmaps.io.writing.tiff_compression`).
     """
 
     path: str
@@ -85,6 +89,7 @@ class Job:
     chunks: int | None = None
     threads: int | None = None
     volume_limits: VolumeLimits = VolumeLimits()
+    compression: str = DEFAULT_COMPRESSION
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """The jobs of a mask in memory: read it, compute its maps, write them as TIFFs.
 
 Output layout: for ``MASKS/a/b.png``, ``OUT/a/b.unet.tif``, ``OUT/a/b.edge.tif``
-... (float32, zlib) and, with ``separate_touching``, ``OUT/a/b.target.tif``
+... (float32, zlib unless told) and, with ``separate_touching``, ``OUT/a/b.target.tif``
 (the carved mask, the mask's dtype). Every file is written atomically.
 """
 
@@ -142,6 +142,8 @@ def write_outputs(job: Job, source: Source, result: MaskMaps) -> Written | Faile
                 spacing=recorded_spacing if same_grid else None,
                 unit=source.unit if recorded_spacing == source.file_spacing else None,
                 hasher=digest,
+                compression=job.compression,
+                threads=job.threads or 1,
             )
         except OSError as exc:
             return Failed(

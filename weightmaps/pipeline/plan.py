@@ -27,6 +27,7 @@ from weightmaps.io.volumes import (
     is_big_tiff,
     tree_size,
 )
+from weightmaps.io.writing import DEFAULT_COMPRESSION
 from weightmaps.kernels.class_balance import ClassCounts, class_weights
 from weightmaps.kinds import KINDS
 from weightmaps.kinds.spec import jsonable
@@ -82,8 +83,10 @@ class Run:
         chunked_above: int = DEFAULT_CHUNKED_ABOVE,
         chunks: int | None = None,
         volume_limits: VolumeLimits | None = None,
+        compression: str = DEFAULT_COMPRESSION,
     ) -> None:
         self.masks_dir = masks_dir
+        self.compression = compression
         self.chunked_above = chunked_above
         self.chunks = chunks
         self.volume_limits = volume_limits or VolumeLimits()
@@ -209,6 +212,7 @@ class Run:
             chunks=self.chunks,
             threads=self.volume_threads,
             volume_limits=self.volume_limits,
+            compression=self.compression,
         )
 
     def record(self, plan: Plan, result: Written) -> None:
