@@ -182,7 +182,7 @@ def generate(masks: Path, out: Path, quiet: bool, verbose: int, **params: Any) -
     """Write weight maps for every mask under MASKS into OUT.
 
     For MASKS/a/b.png: OUT/a/b.unet.tif, OUT/a/b.edge.tif, OUT/a/b.balance.tif
-    (float32, zlib) and with --separate-touching OUT/a/b.target.tif, plus the
+    (float32, deflate) and with --separate-touching OUT/a/b.target.tif, plus the
     manifest OUT/weightmaps.json. OUT may be MASKS. A rerun only redoes masks
     that changed, maps whose parameters changed, and missing maps.
 

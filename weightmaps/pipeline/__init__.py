@@ -12,7 +12,7 @@ the commands, :mod:`~weightmaps.pipeline.reports` what they tell, and
 files a run keeps in OUT.
 
 Output layout: for ``MASKS/a/b.png``, ``OUT/a/b.unet.tif``, ``OUT/a/b.edge.tif``,
-``OUT/a/b.balance.tif`` (float32, zlib) and, with ``separate_touching``,
+``OUT/a/b.balance.tif`` (float32, deflate) and, with ``separate_touching``,
 ``OUT/a/b.target.tif``; a volume's maps are zarr arrays, ``OUT/a/v.unet.zarr``.
 """
 

@@ -151,10 +151,10 @@ def generate(
         Zarr chunks absent from the store read as the fill value (zarr's
         rule; said per volume at INFO level) or refuse the volume.
     compression : str
-        Of the TIFF maps: ``"zlib"`` (default: deflate, which every TIFF
-        reader opens), ``"zlib:1"`` to ``"zlib:9"``, ``"zstd"`` or
-        ``"zstd:LEVEL"`` (ImageJ cannot read it, tifffile only with
-        imagecodecs), ``"none"``. Not a map parameter: it changes the bytes, not the
+        Of the TIFF maps: ``"zlib:1"`` (default: deflate at level 1, which
+        every TIFF reader opens), ``"zlib"`` (level 6) to ``"zlib:9"``,
+        ``"zstd"`` or ``"zstd:LEVEL"`` (ImageJ cannot read it, tifffile only
+        with imagecodecs), ``"none"``. Not a map parameter: it changes the bytes, not the
         values, and never makes a map stale.
     force : bool
         Recompute everything (and start a new manifest if the old one is

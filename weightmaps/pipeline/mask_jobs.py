@@ -1,8 +1,9 @@
 """The jobs of a mask in memory: read it, compute its maps, write them as TIFFs.
 
 Output layout: for ``MASKS/a/b.png``, ``OUT/a/b.unet.tif``, ``OUT/a/b.edge.tif``
-... (float32, zlib unless told) and, with ``separate_touching``, ``OUT/a/b.target.tif``
-(the carved mask, the mask's dtype). Every file is written atomically.
+... (float32, deflate at level 1 unless told) and, with ``separate_touching``,
+``OUT/a/b.target.tif`` (the carved mask, the mask's dtype). Every file is
+written atomically.
 """
 
 from __future__ import annotations
