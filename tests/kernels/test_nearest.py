@@ -201,3 +201,22 @@ def test_row_kernels_against_pixel_kernels_on_random_pairs(inner):
         kernels.border_pass_rows(labels, *iv, out_rows, *args, np.empty(0, acc))
         np.testing.assert_array_equal(out_rows, out_pixels)
         assert np.any(out_rows > 1)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+@pytest.mark.parametrize(("shape", "spacing"), [((40, 700), None), ((12, 40, 60), (2.0, 0.5, 1.0))])
+def test_small_label_dtypes_are_read_as_they_are(monkeypatch, dtype, shape, spacing):
+    """uint8 and uint16 labels go to the passes without a 4-byte copy: same bytes
+    as int32 labels, through the row and the pixel passes, whole or in slabs."""
+    labels = random_instances(shape, 30, seed=23)
+    small = labels.astype(dtype)
+    assert weightmaps.kernels.nearest.as_label_array(small, keep_small=True).dtype == dtype
+    want = unet_weight_map(labels.astype(np.int32), sigma=3.0, spacing=spacing)
+    np.testing.assert_array_equal(unet_weight_map(small, sigma=3.0, spacing=spacing), want)
+    monkeypatch.setattr(weightmaps.kernels.nearest, "_BLOCK_PIXELS", 1)
+    np.testing.assert_array_equal(unet_weight_map(small, sigma=3.0, spacing=spacing), want)
+    monkeypatch.setattr(weightmaps.kernels.nearest, "_MIN_ROW", 1 << 62)
+    np.testing.assert_array_equal(unet_weight_map(small, sigma=3.0, spacing=spacing), want)
+    # The pairs' labels stay signed (-1 is "none" inside): int32 for these.
+    _, l1, _, l2 = nearest_two_instances(small, spacing=spacing)
+    assert l1.dtype == l2.dtype == np.int32

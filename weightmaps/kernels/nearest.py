@@ -46,9 +46,21 @@ def normalized_spacing(spacing: float | Sequence[float] | None, ndim: int) -> np
     return values
 
 
-def as_label_array(instances: np.ndarray) -> np.ndarray:
-    """The labels as a C-contiguous signed array the compiled passes accept."""
+# Label dtypes the compiled passes read as they are, when asked to keep them:
+# the usual dtypes of mask files, whose ids all fit the int32 pair buffers.
+_SMALL_LABELS = frozenset({np.dtype(np.uint8), np.dtype(np.uint16)})
+
+
+def as_label_array(instances: np.ndarray, *, keep_small: bool = False) -> np.ndarray:
+    """The labels as a C-contiguous array the compiled passes accept.
+
+    Signed (int32, or int64 for ids beyond int32), or with ``keep_small``
+    uint8 and uint16 labels as they are: a 16-bit volume then needs no
+    4-byte copy of its labels.
+    """
     instances = np.asarray(instances)
+    if keep_small and instances.dtype in _SMALL_LABELS and instances.size:
+        return np.ascontiguousarray(instances)
     if instances.dtype == bool:
         return np.ascontiguousarray(instances, dtype=np.int32)
     if not np.issubdtype(instances.dtype, np.integer):
@@ -104,18 +116,51 @@ def _accumulator(spacing: np.ndarray, cap: float) -> np.ndarray:
     return np.empty(0, np.float64)
 
 
+def _pair_label_dtype(label_dtype: np.dtype) -> np.dtype:
+    """Labels of the pair buffers: signed (-1 is NO_LABEL), int32 unless ids need int64."""
+    return np.dtype(np.int64) if label_dtype == np.int64 else np.dtype(np.int32)
+
+
 class _PairBuffer:
     """Squared distances (float32: capped values are small, so exact for
     integer offsets) and labels of the two nearest distinct sites."""
 
     def __init__(self, shape: tuple[int, ...], label_dtype: np.dtype) -> None:
         self.v1 = np.empty(shape, np.float32)
-        self.l1 = np.empty(shape, label_dtype)
+        self.l1 = np.empty(shape, _pair_label_dtype(label_dtype))
         self.v2 = np.empty(shape, np.float32)
-        self.l2 = np.empty(shape, label_dtype)
+        self.l2 = np.empty(shape, _pair_label_dtype(label_dtype))
 
     def views(self, axis: int) -> tuple[np.ndarray, ...]:
         return tuple(line_view(a, axis) for a in (self.v1, self.l1, self.v2, self.l2))
+
+
+def _window_in_place(
+    pairs: _PairBuffer, axis: int, step2: float, by_rows: bool, acc: np.ndarray
+) -> None:
+    """A later pass along ``axis``, its result written back into ``pairs``.
+
+    The lines of the pass are independent across the view's outer axis, so
+    groups of them go through a scratch buffer of about ``_BLOCK_PIXELS``
+    pixels and are copied back: one pair buffer for the whole image, not two
+    (16 bytes a pixel saved on a volume). Each pixel gets the same pair as
+    from a pass over the whole buffer.
+    """
+    views = pairs.views(axis)
+    n_outer, n, n_inner = views[0].shape
+    group = min(n_outer, max(1, _BLOCK_PIXELS // (n * n_inner)))
+    scratch = _PairBuffer((group, n, n_inner), pairs.l1.dtype)
+    buffers = (scratch.v1, scratch.l1, scratch.v2, scratch.l2)
+    for a0 in range(0, n_outer, group):
+        a1 = min(a0 + group, n_outer)
+        source = tuple(view[a0:a1] for view in views)
+        target = tuple(buffer[: a1 - a0] for buffer in buffers)
+        if by_rows:
+            kernels.window_pass_rows(*source, *target, step2, acc)
+        else:
+            kernels.window_pass(*source, *target, step2)
+        for view, done in zip(views, target, strict=True):
+            view[a0:a1] = done
 
 
 def _pair_passes(
@@ -134,18 +179,14 @@ def _pair_passes(
     )
     rest = order[1:]
     stop = len(rest) if keep_last else len(rest) - 1
-    spare = None
     for axis in rest[:stop]:
-        if spare is None:
-            spare = _PairBuffer(labels.shape, labels.dtype)
-        step2 = float(spacing[axis] ** 2)
-        if _by_rows(labels, axis):
-            kernels.window_pass_rows(
-                *current.views(axis), *spare.views(axis), step2, _accumulator(spacing, cap)
-            )
-        else:
-            kernels.window_pass(*current.views(axis), *spare.views(axis), step2)
-        current, spare = spare, current
+        _window_in_place(
+            current,
+            axis,
+            float(spacing[axis] ** 2),
+            _by_rows(labels, axis),
+            _accumulator(spacing, cap),
+        )
     return current, (None if keep_last or not rest else rest[-1])
 
 

@@ -107,7 +107,7 @@ def unet_weight_map(
         )
     check_w0(w0)
     check_sigma(sigma)
-    labels = as_label_array(instances)
+    labels = as_label_array(instances, keep_small=True)
     if ignore_mask is not None:
         ignore_mask = np.asarray(ignore_mask, dtype=bool)
         if ignore_mask.shape != labels.shape:
