@@ -107,6 +107,11 @@ class PreparedMask:
             self._instances = self._label()
         return self._instances
 
+    def release_instances(self) -> None:
+        """Drop the instance labels made for the maps (a copy or a labelling), once
+        no map still to compute needs them: a volume's memory goes to the next map."""
+        self._instances = None
+
     def _label(self) -> Any:
         if self.mask_type == "instance":
             if self.ignore is None:

@@ -78,22 +78,45 @@ def count_mask_job(job: Job) -> Counted | Failed:
 
 
 def compute_mask_job(job: Job) -> Written | Failed:
-    """Worker: read one mask, compute its maps, write them; return its record."""
+    """Worker: read one mask, compute its maps, write them; return its record.
+
+    One kind at a time, each map written and released before the next is
+    computed: a volume in memory holds one map and its intermediates, not
+    all of them (see the README's *Memory*).
+    """
+    written: Written | None = None
     try:
         mask, source = _load(job)
         prepared = prepare_array(mask, job.settings)
-        result = compute_prepared(
-            prepared,
-            job.settings,
-            kinds=map_kinds(job),
-            spacing=source.spacing,
-            dataset_counts=dataset_counts(job),
-        )
+        del mask  # prepared holds what the maps need (the mask itself, most often)
+        kinds = map_kinds(job) or [None]
+        for i, kind in enumerate(kinds):
+            result = compute_prepared(
+                prepared,
+                job.settings,
+                kinds=() if kind is None else (kind,),
+                spacing=source.spacing,
+                dataset_counts=dataset_counts(job),
+            )
+            if i < len(kinds) - 1:
+                result.target = None  # written with the last kind
+            if kind is not None and not any(REGISTRY[k].needs_instances for k in kinds[i + 1 :]):
+                prepared.release_instances()
+            step = write_outputs(job, source, result)
+            del result
+            if isinstance(step, Failed):
+                return step
+            written = step if written is None else _joined(written, step)
     except MaskReadError as exc:
         return Failed(exc.reason)
     except _MASK_ERRORS as exc:
         return Failed(reason(exc))
-    return write_outputs(job, source, result)
+    assert written is not None
+    return written
+
+
+def _joined(first: Written, then: Written) -> Written:
+    return dataclasses.replace(first, outputs={**first.outputs, **then.outputs})
 
 
 def prepare_mask_job(job: Job) -> Prepared | Failed:
