@@ -139,7 +139,7 @@ def main() -> None:
     "--chunks",
     type=click.IntRange(min=1),
     help="Edge length of the processing chunks of such volumes "
-    "[default: a zarr's own chunks, 256 for a TIFF].",
+    "[default: a zarr's own chunks; a TIFF: 256, 2048 for a 2-D image].",
 )
 @click.option(
     "--max-volume-voxels",

@@ -16,11 +16,11 @@ from typing import Any
 import numpy as np
 
 from weightmaps.io.volumes import (
-    DEFAULT_CHUNKS,
     VolumeInfo,
     VolumeLimits,
     VolumeRefused,
     check_volume,
+    default_chunk_edge,
     inspect_volume,
     multiscales,
 )
@@ -127,7 +127,7 @@ def open_volume(
     )
     check_volume(opened, limits, chunks)
     if chunks is None and not Path(path).is_dir():
-        chunks = DEFAULT_CHUNKS
+        chunks = default_chunk_edge(tuple(node.shape))
     array = da.from_array(
         _GuardedArray(node),
         chunks=tuple(node.chunks) if chunks is None else chunks,

@@ -38,6 +38,7 @@ import numpy as np
 __all__ = [
     "DEFAULT_CHUNKED_ABOVE",
     "DEFAULT_CHUNKS",
+    "DEFAULT_CHUNKS_2D",
     "DEFAULT_MAX_CHUNK_BYTES",
     "DEFAULT_MAX_VOLUME_VOXELS",
     "MAX_VOLUME_CHUNKS",
@@ -46,6 +47,7 @@ __all__ = [
     "VolumeLimits",
     "VolumeRefused",
     "check_volume",
+    "default_chunk_edge",
     "fingerprint",
     "inspect_volume",
     "is_big_tiff",
@@ -58,7 +60,16 @@ __all__ = [
 DEFAULT_CHUNKED_ABOVE: int = 2**27
 """TIFF masks with more pixels than this go the chunked way."""
 DEFAULT_CHUNKS: int = 256
-"""Edge length of the processing chunks of a TIFF (a zarr keeps its own)."""
+"""Edge length of the processing chunks of a 3-D TIFF (a zarr keeps its own)."""
+DEFAULT_CHUNKS_2D: int = 2048
+"""Edge length of the processing chunks of a 2-D TIFF (a whole-slide mask).
+
+A chunk is computed on itself grown by the maps' halo (28 pixels a side for
+the U-Net map at sigma 5) and has a fixed cost besides (a few Dask tasks, the
+strips it decodes): at 256^2 a 4096^2 mask took 6x the in-memory time, at
+2048^2 it takes about as long (``benchmarks/bench_scale.py``), and a chunk's
+maps are 16 MiB each, far under ``--max-chunk-bytes``.
+"""
 DEFAULT_MAX_VOLUME_VOXELS: int = 2**31
 """Largest voxel count of a chunked volume unless raised (``--max-volume-voxels``)."""
 DEFAULT_MAX_CHUNK_BYTES: int = 2**28
@@ -463,8 +474,20 @@ def processing_chunks(info: VolumeInfo, chunks: int | None) -> tuple[int, ...]:
     elif info.stored_name == "zarr chunks":
         edges = info.stored_chunks
     else:
-        edges = (DEFAULT_CHUNKS,) * len(info.shape)
+        edges = (default_chunk_edge(info.shape),) * len(info.shape)
     return tuple(max(1, min(c, s)) for c, s in zip(edges, info.shape, strict=True))
+
+
+def default_chunk_edge(shape: tuple[int, ...]) -> int:
+    """Processing chunk edge of a TIFF of this shape: :data:`DEFAULT_CHUNKS_2D` for
+    an image (at most two axes longer than 1), :data:`DEFAULT_CHUNKS` for a volume.
+
+    Examples
+    --------
+    >>> default_chunk_edge((1, 12000, 12000)), default_chunk_edge((96, 512, 512))
+    (2048, 256)
+    """
+    return DEFAULT_CHUNKS_2D if sum(1 for n in shape if n > 1) <= 2 else DEFAULT_CHUNKS
 
 
 def check_volume(info: VolumeInfo, limits: VolumeLimits, chunks: int | None = None) -> str | None:

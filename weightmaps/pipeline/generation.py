@@ -137,7 +137,7 @@ def generate(
         ``OUT/<stem>.<kind>.zarr`` (see :mod:`weightmaps.pipeline.volume_jobs`).
     chunks : int, optional
         Edge length of the processing (and output) chunks of such volumes;
-        default a zarr's own chunks, 256 for a TIFF.
+        default a zarr's own chunks; a TIFF: 256, 2048 for a 2-D image.
     max_volume_voxels : int
         Refuse a chunked volume with more voxels than this (``max_pixels``
         is the limit of masks read whole), read from its metadata before

@@ -68,7 +68,7 @@ class Job:
     chunked : bool
         A volume computed chunk by chunk.
     chunks : int, optional
-        A volume's processing chunk edge; None: the zarr's own (a TIFF: 256).
+        A volume's processing chunk edge; None: the zarr's own (a TIFF: 256, 2-D 2048).
     threads : int, optional
         The job's share of this machine's cores (its kernels' and its
         compression's threads); None: every core.
