@@ -466,7 +466,23 @@ def border_pass_rows(
     labels, iv1, il1, iv2, il2, out, start, stop, step2, w0, inv_two_sigma2, cutoff, acc
 ):
     """``border_pass`` a row at a time; ``acc`` (empty) gives the accumulator dtype."""
-    n_outer, n, n_inner = iv1.shape
+    border_pass_rows_part(
+        labels, iv1, il1, iv2, il2, out, start, stop, step2, w0, inv_two_sigma2, cutoff, acc,
+        0, iv1.shape[2],
+    )  # fmt: skip
+
+
+@nb.njit(cache=True, nogil=True, error_model="numpy")
+def border_pass_rows_part(
+    labels, iv1, il1, iv2, il2, out, start, stop, step2, w0, inv_two_sigma2, cutoff, acc,
+    c_lo, c_hi,
+):  # fmt: skip
+    """``border_pass_rows`` on the pixels ``c_lo <= c < c_hi`` along axis 2 only.
+
+    Threads split a pass at multiples of ``BLOCK``: every row then holds the
+    pixels it holds in one call over the whole, so the bytes are the same.
+    """
+    n_outer, n, _ = iv1.shape
     av1 = np.empty(ROW, acc.dtype)
     av2 = np.empty(ROW, acc.dtype)
     al1 = np.empty(ROW, il1.dtype)
@@ -475,8 +491,8 @@ def border_pass_rows(
     sites = np.empty((n, (BLOCK + ROW - 1) // ROW), np.bool_)
     first_limit = _sum_limit(math.sqrt(step2), cutoff)
     for a in range(n_outer):
-        for b0 in range(0, n_inner, BLOCK):
-            b1 = min(b0 + BLOCK, n_inner)
+        for b0 in range(c_lo, c_hi, BLOCK):
+            b1 = min(b0 + BLOCK, c_hi)
             _lines_with_sites(il1, a, b0, b1, sites)
             for i in range(start, stop):
                 for t, c0 in enumerate(range(b0, b1, ROW)):

@@ -20,7 +20,13 @@ import numpy as np
 
 from weightmaps._shared.arrays import is_torch_tensor, line_view
 from weightmaps._shared.checks import check_classes_or_count, check_kernel_size, check_nonempty
-from weightmaps.kernels._box_nb import box_sum_pass, edge_term, edge_weights_in_place
+from weightmaps._shared.threads import run_parts, split_range, threads_for
+from weightmaps.kernels._box_nb import (
+    box_sum_pass,
+    box_sum_pass_part,
+    edge_term,
+    edge_weights_in_place,
+)
 
 __all__ = ["box_sum", "edge_weight_map"]
 
@@ -35,15 +41,34 @@ def box_sum(values: np.ndarray, kernel_size: int) -> np.ndarray:
     """
     check_kernel_size(kernel_size)
     current = np.ascontiguousarray(values, dtype=np.float32)
+    threads = threads_for(current.size)
     # Two buffers alternate between passes; the input is never written.
     buffers: list[np.ndarray | None] = [np.empty_like(current), None]
     for axis in range(current.ndim):
         out = buffers[axis % 2]
         if out is None:
             out = buffers[1] = np.empty_like(current)
-        box_sum_pass(line_view(current, axis), line_view(out, axis), kernel_size)
+        _box_sum_pass(line_view(current, axis), line_view(out, axis), kernel_size, threads)
         current = out
     return current
+
+
+def _box_sum_pass(src: np.ndarray, dst: np.ndarray, kernel_size: int, threads: int) -> None:
+    """One pass, split across ``threads``: by outer lines, or by inner ones when
+    the view has too few outer lines (the first pass of a 2-D image)."""
+    n_outer, _, n_inner = src.shape
+    if n_outer >= threads or n_inner == 1:
+        run_parts(
+            lambda p: box_sum_pass(src[p[0] : p[1]], dst[p[0] : p[1]], kernel_size),
+            split_range(n_outer, threads),
+            threads,
+        )
+    else:
+        run_parts(
+            lambda p: box_sum_pass_part(src, dst, kernel_size, *p),
+            split_range(n_inner, threads, align=64),
+            threads,
+        )
 
 
 def _foreground(mask: np.ndarray, ignore_index: int | None) -> np.ndarray:

@@ -26,6 +26,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from weightmaps._shared.arrays import line_view, sequential_ids
+from weightmaps._shared.threads import run_parts, split_range, threads_for
 from weightmaps.kernels import _nearest_nb as kernels
 
 __all__ = [
@@ -148,19 +149,27 @@ def _window_in_place(
     """
     views = pairs.views(axis)
     n_outer, n, n_inner = views[0].shape
+    threads = threads_for(pairs.v1.size)
     group = min(n_outer, max(1, _BLOCK_PIXELS // (n * n_inner)))
-    scratch = _PairBuffer((group, n, n_inner), pairs.l1.dtype)
-    buffers = (scratch.v1, scratch.l1, scratch.v2, scratch.l2)
-    for a0 in range(0, n_outer, group):
-        a1 = min(a0 + group, n_outer)
-        source = tuple(view[a0:a1] for view in views)
-        target = tuple(buffer[: a1 - a0] for buffer in buffers)
-        if by_rows:
-            kernels.window_pass_rows(*source, *target, step2, acc)
-        else:
-            kernels.window_pass(*source, *target, step2)
-        for view, done in zip(views, target, strict=True):
-            view[a0:a1] = done
+
+    def lines(part: tuple[int, int]) -> None:
+        start, stop = part
+        size = min(group, stop - start)
+        scratch = _PairBuffer((size, n, n_inner), pairs.l1.dtype)
+        buffers = (scratch.v1, scratch.l1, scratch.v2, scratch.l2)
+        for a0 in range(start, stop, size):
+            a1 = min(a0 + size, stop)
+            source = tuple(view[a0:a1] for view in views)
+            target = tuple(buffer[: a1 - a0] for buffer in buffers)
+            if by_rows:
+                kernels.window_pass_rows(*source, *target, step2, acc)
+            else:
+                kernels.window_pass(*source, *target, step2)
+            for view, done in zip(views, target, strict=True):
+                view[a0:a1] = done
+
+    # Each thread its own run of lines and its own scratch.
+    run_parts(lines, split_range(n_outer, threads), threads)
 
 
 def _pair_passes(
@@ -174,8 +183,13 @@ def _pair_passes(
     order = axis_order(spacing)
     first = order[0]
     current = _PairBuffer(labels.shape, labels.dtype)
-    kernels.scan_pass(
-        line_view(labels, first), *current.views(first), float(spacing[first] ** 2), cap
+    views = (line_view(labels, first), *current.views(first))
+    step2 = float(spacing[first] ** 2)
+    threads = threads_for(labels.size)
+    run_parts(
+        lambda part: kernels.scan_pass(*(v[part[0] : part[1]] for v in views), step2, cap),
+        split_range(views[0].shape[0], threads),
+        threads,
     )
     rest = order[1:]
     stop = len(rest) if keep_last else len(rest) - 1
@@ -306,22 +320,41 @@ def add_border_term(
         slab_labels = np.ascontiguousarray(labels[slab])
         slab_out = np.ascontiguousarray(out[slab])
         pairs, _ = _pair_passes(slab_labels, spacing_, cap, keep_last=False)
-        args = (
-            line_view(slab_labels, axis),
-            *pairs.views(axis),
-            line_view(slab_out, axis),
-            lo - a,
-            hi - a,
-            float(spacing_[axis] ** 2),
-            float(w0),
-            inv_two_sigma2,
-            float(cutoff),
+        _border_pass(
+            (line_view(slab_labels, axis), *pairs.views(axis), line_view(slab_out, axis)),
+            (
+                lo - a,
+                hi - a,
+                float(spacing_[axis] ** 2),
+                float(w0),
+                inv_two_sigma2,
+                float(cutoff),
+            ),
+            _accumulator(spacing_, cap) if _by_rows(labels, axis) else None,
         )
-        if _by_rows(labels, axis):
-            kernels.border_pass_rows(*args, _accumulator(spacing_, cap))
-        else:
-            kernels.border_pass(*args)
         if not np.shares_memory(slab_out, out):
             out[slab] = slab_out
         del pairs  # before the next slab allocates its own
     return out
+
+
+def _border_pass(arrays: tuple[np.ndarray, ...], scalars: tuple, acc: np.ndarray | None) -> None:
+    """The last pass (rows when ``acc`` is given), split across the calling thread's
+    threads: by outer lines, or with one outer line by blocks of its rows."""
+    n_outer, _, n_inner = arrays[0].shape
+    threads = threads_for(arrays[0].size)
+    if n_outer == 1 and acc is not None:
+        parts = split_range(n_inner, threads, align=kernels.BLOCK)
+        run_parts(
+            lambda part: kernels.border_pass_rows_part(*arrays, *scalars, acc, *part),
+            parts,
+            threads,
+        )
+        return
+    kernel = kernels.border_pass if acc is None else kernels.border_pass_rows
+    extra = () if acc is None else (acc,)
+    run_parts(
+        lambda part: kernel(*(v[part[0] : part[1]] for v in arrays), *scalars, *extra),
+        split_range(n_outer, threads),
+        threads,
+    )

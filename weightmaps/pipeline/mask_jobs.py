@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from weightmaps._shared.threads import kernel_threads
 from weightmaps.io.header import MaskReadError
 from weightmaps.io.names import output_name
 from weightmaps.io.read import read_mask
@@ -84,6 +85,13 @@ def compute_mask_job(job: Job) -> Written | Failed:
     computed: a volume in memory holds one map and its intermediates, not
     all of them (see the README's *Memory*).
     """
+    # The job's share of the cores: its kernels split a large mask across
+    # them; N worker processes on C cores get C // N threads each.
+    with kernel_threads(job.threads or 1):
+        return _compute_and_write(job)
+
+
+def _compute_and_write(job: Job) -> Written | Failed:
     written: Written | None = None
     try:
         mask, source = _load(job)
