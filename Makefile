@@ -45,8 +45,10 @@ bench: install $(VENV)/.bench
 	$(PY) benchmarks/bench_edt.py
 	$(PY) benchmarks/bench_kernels.py
 	$(PY) benchmarks/bench_generate.py
+	$(PY) benchmarks/bench_write.py
 	$(PY) benchmarks/bench_digests.py
 	$(PY) benchmarks/bench_scale.py
+	$(PY) benchmarks/bench_before.py
 
 # GPU against the CPU path of the same machine (CPU-side figures only without CUDA).
 bench-gpu: install

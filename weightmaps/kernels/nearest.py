@@ -150,7 +150,8 @@ def _window_in_place(
     views = pairs.views(axis)
     n_outer, n, n_inner = views[0].shape
     threads = threads_for(pairs.v1.size)
-    group = min(n_outer, max(1, _BLOCK_PIXELS // (n * n_inner)))
+    # Scratch of ~_BLOCK_PIXELS in all, shared out among the threads.
+    group = min(n_outer, max(1, _BLOCK_PIXELS // (threads * n * n_inner)))
 
     def lines(part: tuple[int, int]) -> None:
         start, stop = part
