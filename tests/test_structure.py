@@ -272,6 +272,7 @@ PUBLIC = {
         "StructureLoss",
         "WeightedBCEWithLogitsLoss",
         "WeightedCrossEntropyLoss",
+        "WeightedDiceCELoss",
         "balanced_bce_with_logits",
         "boundary_loss",
         "boundary_loss_weights",
@@ -283,6 +284,7 @@ PUBLIC = {
         "structure_loss",
         "weighted_bce_with_logits",
         "weighted_cross_entropy",
+        "weighted_dice_ce",
     ],
     "weightmaps.io": [
         "DEFAULT_MAX_PIXELS",
