@@ -85,11 +85,17 @@ class WeightMapDataset(Dataset):
     transform : callable, optional
         ``transform(image=..., mask=..., weight=...) -> dict`` on numpy
         arrays before they become tensors: image channel-last
-        ``(*spatial, C)``, mask ``(*spatial)``, maps ``(*spatial)`` under
-        ``"weight"`` (one kind) or ``"weight_<kind>"`` (several). The joint
+        ``(*spatial, C)``, mask ``(*spatial)`` in its stored integer dtype
+        (with ``mask_values="classes"``: the narrowest that also holds
+        ``ignore_index`` where a pixel is ignored; never widened to int64,
+        which some libraries resample otherwise), maps ``(*spatial)``
+        float32 under ``"weight"`` (one kind) or ``"weight_<kind>"``
+        (several). It must return numpy arrays in the same layout, all of
+        one spatial shape: a transform that resamples the mask but not a map
+        raises a ValueError naming the keys and their shapes. The joint
         transforms of :mod:`weightmaps.transforms` follow this signature, and
         so does an albumentations pipeline that declares the map keys as
-        ``additional_targets``.
+        ``additional_targets`` (see the albumentations how-to).
     verify : bool
         Read ``MAPS/weightmaps.json`` and refuse (``StaleMapsError``) maps
         that are missing, whose mask changed since they were made, or whose
@@ -331,7 +337,9 @@ class WeightMapDataset(Dataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         item = self._items[index]
         labels = self._labels(item)
-        maps = {kind: self._read_map(item, kind) for kind in self.kinds}
+        maps = {
+            kind: self._read_map(item, kind).astype(np.float32, copy=False) for kind in self.kinds
+        }
         image = (
             None if item.image is None else _read_image(item.image, labels.ndim, self.max_pixels)
         )
@@ -344,7 +352,9 @@ class WeightMapDataset(Dataset):
         else:
             sample.update({f"weight_{kind}": array for kind, array in maps.items()})
         if self.transform is not None:
+            keys = list(sample)
             sample = dict(self.transform(**sample))
+            _check_transformed(sample, keys, item.rel)
         return self._to_tensors(sample, item.rel)
 
     def _read_map(self, item: _Item, kind: str) -> np.ndarray:
@@ -385,14 +395,18 @@ class WeightMapDataset(Dataset):
                 mask_type = infer_mask_type(labels, ignore_value=ignore_value)
             except MaskTypeError:
                 mask_type = "semantic"
+        ignored = ignore is not None and bool(ignore.any())
         if mask_type in ("binary", "instance"):
             valid = labels if ignore is None else labels[~ignore]
             top = float(valid.max()) if valid.size else 0.0
             # Binary masks are thresholded at half their maximum, as generate does.
-            classes = (labels > top / 2 if mask_type == "binary" else labels != 0).astype(np.int64)
+            foreground = labels > top / 2 if mask_type == "binary" else labels != 0
+            dtype = labels.dtype if labels.dtype.kind in "iu" else np.dtype(np.uint8)
+            classes = foreground.astype(_holding(dtype, self.ignore_index if ignored else 0))
         else:
-            classes = labels.astype(np.int64)
-        if ignore is not None:
+            dtype = labels.dtype if labels.dtype.kind in "iu" else np.dtype(np.int64)
+            classes = labels.astype(_holding(dtype, self.ignore_index if ignored else 0))
+        if ignored:
             classes[ignore] = self.ignore_index
         return classes
 
@@ -407,6 +421,28 @@ class WeightMapDataset(Dataset):
         else:
             out["weights"] = {kind: _float_tensor(sample[f"weight_{kind}"]) for kind in self.kinds}
         return out
+
+
+def _holding(dtype: np.dtype, value: int) -> np.dtype:
+    """``dtype``, widened just enough to hold ``value`` (uint8 and -100 give int16)."""
+    if np.can_cast(np.min_scalar_type(value), dtype):
+        return np.dtype(dtype)
+    return np.promote_types(dtype, np.min_scalar_type(value))
+
+
+def _check_transformed(sample: Mapping[str, Any], keys: Sequence[str], rel: str) -> None:
+    """Every array the transform was given comes back, all of one spatial shape."""
+    missing = [key for key in keys if key not in sample]
+    if missing:
+        raise ValueError(f"{rel}: the transform returned no {', '.join(missing)}")
+    shapes = {key: tuple(np.shape(sample[key]))[: -1 if key == "image" else None] for key in keys}
+    if len(set(shapes.values())) > 1:
+        listed = ", ".join(f"{key} {shape}" for key, shape in shapes.items())
+        raise ValueError(
+            f"{rel}: after the transform the spatial shapes differ ({listed}; image without "
+            "its channel axis): a transform must resample the image, the mask and every map "
+            "alike (albumentations: declare the maps in additional_targets)"
+        )
 
 
 def _flag(name: str, value: Any) -> list[str]:
@@ -515,8 +551,8 @@ def _match_map_shape(
         return labels, image
     from skimage.transform import resize
 
-    labels = resize(labels, shape, order=0, preserve_range=True, anti_aliasing=False)
-    labels = labels.astype(np.int64)
+    resized = resize(labels, shape, order=0, preserve_range=True, anti_aliasing=False)
+    labels = resized.astype(labels.dtype)
     if image is not None:
         image = resize(
             image, (*shape, image.shape[-1]), order=1, preserve_range=True, anti_aliasing=False
