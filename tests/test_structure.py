@@ -36,7 +36,16 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ),
     ("files", ("weightmaps.io",)),
     ("pipeline", ("weightmaps.pipeline",)),
-    ("shells", ("weightmaps.cli", "weightmaps.data")),
+    (
+        "shells",
+        (
+            "weightmaps.cli",
+            "weightmaps.data",
+            "weightmaps.map_files",
+            "weightmaps.monai",
+            "weightmaps.napari",
+        ),
+    ),
 ]
 # Thin re-exports kept for old import paths and the backend namespaces: above
 # everything, and nothing inside the package imports them.

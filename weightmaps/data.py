@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import io
-import math
 import os
 import shlex
 import stat
@@ -31,6 +30,7 @@ from weightmaps._shared.text import printable
 from weightmaps.io import DEFAULT_MAX_PIXELS, read_mask
 from weightmaps.io.names import output_name
 from weightmaps.kinds import KINDS
+from weightmaps.map_files import read_tiff_checked
 from weightmaps.masktype import MaskTypeError, infer_mask_type
 from weightmaps.pipeline.discover import find_masks
 from weightmaps.pipeline.manifest import MANIFEST_NAME, Manifest, file_sha256
@@ -492,26 +492,8 @@ def _size_problem(path: str, written: _Written) -> str | None:
     return None
 
 
-def _read_tiff(path: str | io.BytesIO, max_pixels: int) -> np.ndarray:
-    """A TIFF's first image, as ``tifffile.imread``, after checking its header's
-    pixel count (samples not counted): a header claiming 60000^2 pixels
-    would otherwise be allocated and decoded."""
-    import tifffile
-
-    with tifffile.TiffFile(path) as tif:
-        series = tif.series[0]
-        pixels = math.prod(
-            n for n, axis in zip(series.shape, series.axes, strict=True) if axis != "S"
-        )
-        if pixels > max_pixels:
-            raise ValueError(
-                f"{path}: has {pixels} pixels, more than the limit of {max_pixels} (max_pixels)"
-            )
-        return tif.asarray()
-
-
 def _read_map(source: str | io.BytesIO, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    return _read_tiff(source, max_pixels)
+    return read_tiff_checked(source, max_pixels)[0]
 
 
 def _read_image(path: str, ndim: int, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
@@ -520,7 +502,7 @@ def _read_image(path: str, ndim: int, max_pixels: int = DEFAULT_MAX_PIXELS) -> n
     if suffix == ".npy":
         image = np.load(path, allow_pickle=False)
     elif suffix in (".tif", ".tiff"):
-        image = _read_tiff(path, max_pixels)
+        image = read_tiff_checked(path, max_pixels)[0]
     else:
         from PIL import Image
 
