@@ -67,6 +67,8 @@ class MapFile:
         The parameters the map was made with (manifest or zarr attributes).
     mask : str or None
         The source mask, relative to MASKS, when the manifest names it.
+    summary : dict or None
+        The map's ``min``, ``max`` and ``mean`` as the manifest recorded them.
     """
 
     data: Any
@@ -76,6 +78,7 @@ class MapFile:
     unit: str | None = None
     params: dict[str, Any] | None = None
     mask: str | None = None
+    summary: dict[str, float] | None = None
 
     @property
     def spatial_shape(self) -> tuple[int, ...]:
@@ -113,25 +116,35 @@ def find_manifest(path: str | os.PathLike[str]) -> Path | None:
     return None
 
 
-def _manifest_record(path: Path, kind: str) -> tuple[dict | None, dict | None, str | None]:
-    """(parameters, mask record, mask path) of the output at ``path``, from its manifest."""
+@dataclasses.dataclass(frozen=True)
+class _Recorded:
+    """What the manifest says of one output."""
+
+    params: dict[str, Any] | None = None
+    record: dict[str, Any] | None = None  # the mask's record
+    mask: str | None = None
+    output: dict[str, Any] | None = None
+
+
+def _manifest_record(path: Path, kind: str) -> _Recorded:
+    """What the manifest of the OUT holding ``path`` records of that output."""
     found = find_manifest(path)
     if found is None:
-        return None, None, None
+        return _Recorded()
     try:
         manifest = Manifest.load(found)
     except ManifestError as exc:
         warnings.warn(f"{exc}; reading {path.name} without its parameters", stacklevel=3)
-        return None, None, None
+        return _Recorded()
     if manifest is None:
-        return None, None, None
+        return _Recorded()
     rel = Path(os.path.abspath(path)).relative_to(found.parent.absolute()).as_posix()
     for mask, record in manifest.masks.items():
         output = (record.get("outputs") or {}).get(kind)
         if output is not None and output.get("path") == rel:
             params = manifest.parameter_sets.get(output.get("params") or "")
-            return (None if params is None else dict(params)), record, mask
-    return None, None, None
+            return _Recorded(None if params is None else dict(params), record, mask, output)
+    return _Recorded()
 
 
 def read_tiff_checked(
@@ -232,7 +245,8 @@ def read_map_file(
     else:
         raise ValueError(f"{path}: cannot read a {suffix or 'suffix-less'} file; {READ_SUFFIXES}")
     spacing, unit = read_spacing_unit(path) if suffix in (".tif", ".tiff") else (None, None)
-    params, record, mask = (None, None, None) if kind is None else _manifest_record(path, kind)
+    recorded = _Recorded() if kind is None else _manifest_record(path, kind)
+    params, record = recorded.params, recorded.record
     if kind is not None and isinstance(attributes.get("weightmaps_params"), dict):
         params = dict(attributes["weightmaps_params"])
     n_spatial = data.ndim - (channel_axis is not None)
@@ -249,5 +263,15 @@ def read_map_file(
         spacing=spacing,
         unit=unit,
         params=params,
-        mask=mask,
+        mask=recorded.mask,
+        summary=_summary(recorded.output),
     )
+
+
+def _summary(output: dict[str, Any] | None) -> dict[str, float] | None:
+    if output is None:
+        return None
+    values = {key: output.get(key) for key in ("min", "max", "mean")}
+    if not all(isinstance(v, int | float) and math.isfinite(v) for v in values.values()):
+        return None
+    return {key: float(v) for key, v in values.items()}
