@@ -2,7 +2,9 @@
 
 What it shows:
 
-1. ``WeightMapReader`` loads image, label and maps as ``MetaTensor``\\ s with
+1. ``WeightMapDataset.file_dicts()`` pairs masks, images and maps (checked
+   against the manifest) as MONAI's list of dicts, and
+   ``WeightMapReader`` loads image, label and maps as ``MetaTensor``\\ s with
    the spacing the TIFFs record, and the map's kind and parameters in its
    metadata.
 2. MONAI's own transforms move the maps with the label: every spatial
@@ -40,12 +42,13 @@ from monai.transforms import (
 )
 
 import weightmaps
+from weightmaps.data import WeightMapDataset
 from weightmaps.losses import weighted_dice_ce
 from weightmaps.monai import WeightMapReader
 
 SAMPLE_DATA = Path(__file__).resolve().parents[1] / "sample_data"
-KEYS = ["image", "label", "weight", "balance"]
-MAPS = ["weight", "balance"]
+KEYS = ["image", "label", "weight_unet", "weight_balance"]
+MAPS = ["weight_unet", "weight_balance"]
 
 
 def make_transforms(crop: int = 96, patch: int = 64, samples: int = 2) -> Any:
@@ -83,7 +86,9 @@ def make_transforms(crop: int = 96, patch: int = 64, samples: int = 2) -> Any:
                 padding_mode="border",
             ),
             # The weight key is in keys: cropped with the others, not left whole.
-            RandWeightedCropd(KEYS, w_key="weight", spatial_size=(patch, patch), num_samples=1),
+            RandWeightedCropd(
+                KEYS, w_key="weight_unet", spatial_size=(patch, patch), num_samples=1
+            ),
             # Class ids for the cross-entropy (MONAI's spatial transforms give float).
             EnsureTyped("label", dtype=torch.int64),
         ]
@@ -97,15 +102,11 @@ def make_transforms(crop: int = 96, patch: int = 64, samples: int = 2) -> Any:
 
 
 def file_list(masks: Path, images: Path, out: Path) -> list[dict[str, Any]]:
-    return [
-        {
-            "image": str(images / mask.name),
-            "label": str(out / f"{mask.stem}.target.tif"),  # the carved target
-            "weight": str(out / f"{mask.stem}.unet.tif"),
-            "balance": str(out / f"{mask.stem}.balance.tif"),
-        }
-        for mask in sorted(masks.glob("*.tif"))
-    ]
+    """MONAI's data list from the Dataset's pairing, checked against the manifest."""
+    dataset = WeightMapDataset(
+        masks, out, images_dir=images, kinds=("unet", "balance"), target="carved"
+    )
+    return dataset.file_dicts()
 
 
 def main() -> None:
@@ -123,9 +124,10 @@ def main() -> None:
 
     files = file_list(masks, images, args.out)
     first = LoadImaged(KEYS, reader=WeightMapReader())(files[0])
+    unet = first["weight_unet"]
     print(
-        f"weight: {first['weight'].meta['weightmaps_kind']} map, pixdim "
-        f"{first['weight'].pixdim.tolist()}, made with {first['weight'].meta['weightmaps_params']}"
+        f"weight: {unet.meta['weightmaps_kind']} map, pixdim {unet.pixdim.tolist()}, "
+        f"made with {unet.meta['weightmaps_params']}"
     )
     loader = DataLoader(Dataset(files, make_transforms()), batch_size=4, shuffle=True)
     model = UNet(2, 1, 2, channels=(8, 16, 32), strides=(2, 2), num_res_units=1)
@@ -135,7 +137,7 @@ def main() -> None:
     while step < args.steps:
         for batch in loader:
             logits = model(batch["image"])
-            loss = weighted_dice_ce(logits, batch["label"], batch["weight"])
+            loss = weighted_dice_ce(logits, batch["label"], batch["weight_unet"])
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()

@@ -179,3 +179,21 @@ def test_albumentations_example_runs(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert "largest spread of the balance map inside a class: 0.00e+00" in result.stdout
+
+
+def test_file_dicts_are_the_pairing_as_monai_lists_it(nuclei, tmp_path):
+    masks, images, out = nuclei
+    files = WeightMapDataset(masks, out, images_dir=images, kinds=("unet", "balance")).file_dicts()
+    assert [f["path"] for f in files] == [f"nuclei_0{i}.tif" for i in range(4)]
+    first = files[0]
+    assert first == {
+        "image": str(images / "nuclei_00.tif"),
+        "label": str(masks / "nuclei_00.tif"),
+        "weight_unet": str((out / "nuclei_00.unet.tif").resolve()),
+        "weight_balance": str((out / "nuclei_00.balance.tif").resolve()),
+        "path": "nuclei_00.tif",
+    }
+    carved_masks, _, carved_out = generate(tmp_path, "nuclei", ("unet",), separate_touching=True)
+    (entry, *_) = WeightMapDataset(carved_masks, carved_out).file_dicts()
+    assert entry["label"] == str((carved_out / "nuclei_00.target.tif").resolve())
+    assert set(entry) == {"label", "weight", "path"}

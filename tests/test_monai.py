@@ -180,7 +180,7 @@ def test_monai_transforms_keep_image_label_and_maps_aligned(nuclei):
         shapes = {key: tuple(patch[key].shape) for key in example.KEYS}
         assert set(shapes.values()) == {(1, 64, 64)}, shapes
         assert patch["label"].dtype == torch.int64 and set(np.unique(label)) <= {0, 1}
-        image, balance = patch["image"][0].numpy(), patch["balance"][0].numpy()
+        image, balance = patch["image"][0].numpy(), patch["weight_balance"][0].numpy()
         for value in np.unique(label):
             inside = (
                 cv2.erode(
@@ -198,7 +198,7 @@ def test_monai_transforms_keep_image_label_and_maps_aligned(nuclei):
     assert len(values) > 2  # bilinear: values between the class weights at edges
     # RandWeightedCropd samples where the U-Net map is high, near the borders (a
     # negative crop of RandCropByPosNegLabeld may hold none).
-    weights = torch.stack([patch["weight"].as_tensor() for patch in patches])
+    weights = torch.stack([patch["weight_unet"].as_tensor() for patch in patches])
     assert int((weights.amax(dim=(1, 2, 3)) > 2.0).sum()) >= len(patches) // 2
 
 
@@ -208,12 +208,13 @@ def test_batches_collate_metatensors_and_metadata(nuclei):
     loader = DataLoader(Dataset(files, example.make_transforms()), batch_size=4)
     batch = next(iter(loader))
     # 4 files, 2 patches each, flattened by MONAI's collation
-    assert batch["weight"].shape == (8, 1, 64, 64) and batch["label"].shape == (8, 1, 64, 64)
-    assert batch["weight"].meta["weightmaps_kind"] == ["unet"] * 8
+    weight = batch["weight_unet"]
+    assert weight.shape == (8, 1, 64, 64) and batch["label"].shape == (8, 1, 64, 64)
+    assert weight.meta["weightmaps_kind"] == ["unet"] * 8
     from weightmaps.losses import weighted_dice_ce
 
     logits = torch.zeros(8, 2, 64, 64, requires_grad=True)
-    loss = weighted_dice_ce(logits, batch["label"], batch["weight"])
+    loss = weighted_dice_ce(logits, batch["label"], weight)
     assert type(loss) is torch.Tensor and torch.isfinite(loss)
     loss.backward()
 

@@ -334,6 +334,35 @@ class WeightMapDataset(Dataset):
         """Masks' paths relative to MASKS, in item order."""
         return [item.rel for item in self._items]
 
+    def file_dicts(self) -> list[dict[str, str]]:
+        """The pairing as MONAI's data list: one dict of file paths per item.
+
+        ``{"image": ..., "label": ..., "weight": ..., "path": ...}`` (several
+        kinds: ``"weight_<kind>"``), for ``monai.data.Dataset`` with
+        ``LoadImaged(reader=weightmaps.monai.WeightMapReader())``. The label
+        is the carved target when the item uses it, else the mask, as stored
+        (``mask_values`` does not apply). The manifest was checked when this
+        dataset was made; MONAI's loader then reads the files without the
+        per-read SHA-256 check of ``__getitem__``.
+
+        Examples
+        --------
+        >>> ds = WeightMapDataset("masks/", "out/", images_dir="images/")  # doctest: +SKIP
+        >>> ds.file_dicts()[0]["weight"]  # doctest: +SKIP
+        'out/a.unet.tif'
+        """
+        files = []
+        for item in self._items:
+            entry = {} if item.image is None else {"image": item.image}
+            entry["label"] = item.maps.get("target", item.mask)
+            if len(self.kinds) == 1:
+                entry["weight"] = item.maps[self.kinds[0]]
+            else:
+                entry.update({f"weight_{kind}": item.maps[kind] for kind in self.kinds})
+            entry["path"] = item.rel
+            files.append(entry)
+        return files
+
     def __getitem__(self, index: int) -> dict[str, Any]:
         item = self._items[index]
         labels = self._labels(item)
