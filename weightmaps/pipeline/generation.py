@@ -203,7 +203,7 @@ def generate(
     out_path = Path(out_dir)
     if not masks_path.is_dir():
         raise ValueError(f"masks folder {masks_dir} does not exist or is not a folder")
-    report = GenerateReport(str(masks_dir), str(out_dir), dry_run=dry_run)
+    report = GenerateReport(masks_dir=str(masks_dir), out_dir=str(out_dir), dry_run=dry_run)
     if scheduler is not None:
         from weightmaps.pipeline.cluster import check_scheduler
 

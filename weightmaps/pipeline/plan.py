@@ -56,7 +56,7 @@ __all__ = [
 _MANIFEST_INTERVAL_S = 1.0
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(kw_only=True)
 class Plan:
     """One mask's plan: its size and hash (a volume's fingerprint), what to redo and why."""
 
@@ -123,7 +123,7 @@ class Run:
         return dataset
 
     def plan(self, mask: MaskFile, force: bool) -> Plan:
-        plan = Plan(mask)
+        plan = Plan(mask=mask)
         if mask.path.is_dir() or is_big_tiff(mask.path, self.chunked_above):
             # Too costly to hash: a fingerprint of sizes and modification times.
             plan.chunked = True

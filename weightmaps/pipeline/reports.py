@@ -57,7 +57,7 @@ class PipelineError(RuntimeError):
     """The run as a whole cannot proceed (see :data:`EXIT_RUN_ERROR`)."""
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(kw_only=True)
 class GenerateReport:
     """What a :func:`~weightmaps.pipeline.generate` run did.
 

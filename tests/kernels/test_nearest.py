@@ -1,145 +1,20 @@
-"""U-Net border map against the plain per-instance formula written out here."""
+"""The numpy U-Net transform (kernels/nearest.py): two nearest distinct instances.
+
+Against one full scipy distance transform per instance; its slabs, and ids
+at the ends of the integer range.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 from conftest import random_instances, reference_two_nearest
+from huge_ids import HUGE_2D, ranked
 from scipy import ndimage as ndi
 
-from weightmaps import read_mask, unet_weight_map
+import weightmaps.kernels.nearest
+from weightmaps import unet_weight_map
 from weightmaps.kernels.nearest import nearest_two_instances
-
-
-def reference_unet(labels, w0=10.0, sigma=5.0, spacing=None, wc=None):
-    """Ronneberger et al. eq. 2, border term on background pixels only."""
-    d1, d2 = reference_two_nearest(labels, spacing)
-    wc = np.ones(labels.shape) if wc is None else wc
-    with np.errstate(invalid="ignore"):
-        border = w0 * np.exp(-((d1 + d2) ** 2) / (2 * sigma**2))
-    border[~np.isfinite(d2) | (labels != 0)] = 0.0
-    return wc + border
-
-
-def assert_matches_reference(labels, w0=10.0, sigma=5.0, spacing=None):
-    got = unet_weight_map(labels, w0=w0, sigma=sigma, spacing=spacing)
-    want = reference_unet(labels, w0, sigma, spacing)
-    assert got.dtype == np.float32
-    assert got.shape == labels.shape
-    np.testing.assert_allclose(got, want, rtol=0, atol=1e-5 * w0)
-
-
-@pytest.mark.parametrize("seed", range(4))
-def test_2d_random_touching_and_border(seed):
-    labels = random_instances((64, 80), 25, seed=seed)
-    assert_matches_reference(labels)
-
-
-@pytest.mark.parametrize("seed", range(2))
-def test_3d_random(seed):
-    labels = random_instances((20, 32, 28), 15, seed=seed)
-    assert_matches_reference(labels)
-
-
-@pytest.mark.parametrize("spacing", [(1.0, 0.5), (2.0, 0.7)])
-def test_2d_anisotropic_spacing(spacing):
-    labels = random_instances((48, 60), 15, seed=3)
-    assert_matches_reference(labels, sigma=3.0, spacing=spacing)
-
-
-def test_3d_anisotropic_spacing():
-    labels = random_instances((12, 30, 30), 12, seed=5)
-    assert_matches_reference(labels, sigma=2.5, spacing=(2.0, 0.5, 0.6))
-
-
-def test_non_contiguous_ids():
-    ids = np.random.default_rng(1).permutation(np.arange(1, 5000))[:30]
-    labels = random_instances((70, 70), 30, seed=7, ids=ids)
-    assert labels.max() > 30
-    assert_matches_reference(labels)
-
-
-def test_large_and_wide_ids():
-    labels = random_instances((40, 40), 6, seed=2).astype(np.int64)
-    labels[labels > 0] += 3_000_000_000
-    assert_matches_reference(labels)
-
-
-def test_no_instance_and_one_instance():
-    empty = np.zeros((16, 16), np.uint16)
-    np.testing.assert_array_equal(unet_weight_map(empty), np.ones((16, 16), np.float32))
-    one = np.zeros((16, 16), np.uint16)
-    one[4:8, 4:8] = 7
-    np.testing.assert_array_equal(unet_weight_map(one), np.ones((16, 16), np.float32))
-
-
-def test_two_instances_by_hand():
-    labels = np.zeros((1, 7), np.int32)
-    labels[0, 0] = 1
-    labels[0, 6] = 2
-    got = unet_weight_map(labels, w0=10.0, sigma=5.0)
-    # Pixel at column 2: d1 = 2 (to label 1), d2 = 4 (to label 2).
-    assert got[0, 2] == pytest.approx(1 + 10 * np.exp(-36 / 50), abs=1e-5)
-    assert got[0, 3] == pytest.approx(1 + 10 * np.exp(-36 / 50), abs=1e-5)
-    assert got[0, 0] == 1.0 and got[0, 6] == 1.0
-
-
-def test_touching_instances_get_no_border_between_them():
-    labels = np.zeros((9, 12), np.int32)
-    labels[2:7, 1:6] = 1
-    labels[2:7, 6:11] = 2
-    got = unet_weight_map(labels)
-    assert np.all(got[labels > 0] == 1.0)
-    assert_matches_reference(labels)
-
-
-def test_sigma_large_uses_full_image():
-    labels = random_instances((40, 40), 5, seed=11)
-    assert_matches_reference(labels, w0=3.0, sigma=40.0)
-
-
-def test_1d_and_thin_shapes():
-    labels = np.array([[0, 1, 0, 0, 2, 0, 0, 0, 3]])
-    assert_matches_reference(labels)
-    assert_matches_reference(labels.T.copy())
-    np.testing.assert_allclose(unet_weight_map(labels[0]), reference_unet(labels)[0], atol=1e-4)
-
-
-def test_class_weights_mapping_and_balanced():
-    labels = random_instances((32, 32), 6, seed=4)
-    fg = labels > 0
-    border = reference_unet(labels) - 1.0
-    got = unet_weight_map(labels, class_weights={0: 0.5, 1: 3.0})
-    np.testing.assert_allclose(got, np.where(fg, 3.0, 0.5) + border, atol=1e-4)
-    n_fg, n = fg.sum(), fg.size
-    balanced = np.where(fg, n / (2 * n_fg), n / (2 * (n - n_fg)))
-    got = unet_weight_map(labels, class_weights="balanced")
-    np.testing.assert_allclose(got, balanced + border, rtol=1e-6, atol=1e-4)
-
-
-def test_ignore_mask_gets_zero_and_is_not_counted():
-    labels = random_instances((32, 32), 6, seed=4)
-    ignore = np.zeros(labels.shape, bool)
-    ignore[:, :8] = True
-    got = unet_weight_map(labels, class_weights="balanced", ignore_mask=ignore)
-    assert np.all(got[ignore] == 0)
-    fg = (labels > 0)[~ignore]
-    n_fg, n = fg.sum(), fg.size
-    expected_fg = n / (2 * n_fg)
-    np.testing.assert_allclose(got[~ignore][fg], expected_fg, rtol=1e-6)
-
-
-def test_rejects_bad_input():
-    with pytest.raises(TypeError, match="label_instances"):
-        unet_weight_map(np.zeros((4, 4), np.float32))
-    with pytest.raises(ValueError, match=">= 0"):
-        unet_weight_map(-np.ones((4, 4), np.int32))
-    with pytest.raises(ValueError, match="sigma"):
-        unet_weight_map(np.zeros((4, 4), np.int32), sigma=0)
-    with pytest.raises(ValueError, match="ignore_mask shape"):
-        unet_weight_map(np.zeros((4, 4), np.int32), ignore_mask=np.zeros((4, 5), bool))
-    with pytest.raises(ValueError, match="keys"):
-        unet_weight_map(np.zeros((4, 4), np.int32), class_weights={2: 1.0})
 
 
 @pytest.mark.parametrize("shape", [(40, 50), (9, 20, 17)])
@@ -168,32 +43,54 @@ def test_nearest_two_instances_max_distance():
     assert d2[0, 15] == 15 and l2[0, 15] == 1
 
 
-@pytest.mark.realdata
-def test_realdata_stardist_2d_and_3d(realdata):
-    mask2d = read_mask(realdata / "stardist" / "mask2d.tif")
-    assert_matches_reference(mask2d)
-    mask3d = read_mask(realdata / "stardist" / "mask3d.tif")
-    assert_matches_reference(mask3d)
-    assert_matches_reference(mask3d, sigma=3.0, spacing=(2.0, 1.0, 1.0))
-
-
-@pytest.mark.realdata
-def test_realdata_dsb2018_smallest(realdata):
-    files = sorted((realdata / "dsb2018" / "labels").glob("*.png"), key=lambda p: p.stat().st_size)
-    for path in files[:3]:
-        assert_matches_reference(read_mask(path))
-
-
 @pytest.mark.parametrize("shape", [(90, 40), (30, 20, 18)])
 def test_slabs_give_the_same_map(monkeypatch, shape):
     """The last pass runs in slabs with halos; tiny slabs must change nothing."""
-    import weightmaps.kernels.nearest
-
     labels = random_instances(shape, 20, seed=13)
     whole = unet_weight_map(labels, sigma=2.0)
     monkeypatch.setattr(weightmaps.kernels.nearest, "_BLOCK_PIXELS", 1)
     np.testing.assert_array_equal(unet_weight_map(labels, sigma=2.0), whole)
-    assert_matches_reference(labels, sigma=2.0)
+    d1, d2 = reference_two_nearest(labels)
+    with np.errstate(invalid="ignore"):
+        border = 10.0 * np.exp(-((d1 + d2) ** 2) / (2 * 2.0**2))
+    border[~np.isfinite(d2) | (labels != 0)] = 0.0
+    np.testing.assert_allclose(unet_weight_map(labels, sigma=2.0), 1.0 + border, atol=1e-5 * 10)
+
+
+def test_nearest_two_instances_reports_the_original_ids():
+    small = ranked(HUGE_2D)
+    d1, l1, d2, l2 = nearest_two_instances(HUGE_2D)
+    s1, k1, s2, k2 = nearest_two_instances(small)
+    np.testing.assert_array_equal(d1, s1)
+    np.testing.assert_array_equal(d2, s2)
+    back = np.zeros(int(small.max()) + 1, np.uint64)
+    back[small.ravel()] = HUGE_2D.ravel()
+    assert l1.dtype == np.uint64
+    np.testing.assert_array_equal(l1, back[k1])
+    np.testing.assert_array_equal(l2, back[k2])
+    # A mask without background: every pixel is its own nearest id.
+    full = np.array([[2**64 - 1, 2**63, 3]], np.uint64)
+    _, l1, _, l2 = nearest_two_instances(full)
+    np.testing.assert_array_equal(l1, full)
+    np.testing.assert_array_equal(l2, np.array([[2**63, 2**64 - 1, 2**63]], np.uint64))
+
+
+# --- the row passes (SIMD, a row of pixels at a time) against the pixel passes -----
+
+
+def reference_unet_map(labels, w0=10.0, sigma=5.0, spacing=None):
+    """Ronneberger et al. eq. 2 from one scipy transform per instance."""
+    d1, d2 = reference_two_nearest(labels, spacing)
+    with np.errstate(invalid="ignore"):
+        border = w0 * np.exp(-((d1 + d2) ** 2) / (2 * sigma**2))
+    border[~np.isfinite(d2) | (labels != 0)] = 0.0
+    return 1.0 + border
+
+
+def assert_matches_reference(labels, sigma=5.0, spacing=None):
+    got = unet_weight_map(labels, sigma=sigma, spacing=spacing)
+    want = reference_unet_map(labels, sigma=sigma, spacing=spacing)
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-5 * 10.0)
 
 
 ROW_CASES = [
