@@ -330,7 +330,15 @@ PUBLIC = {
         "prepare_mask",
     ],
     "weightmaps.data": ["IMAGE_SUFFIXES", "StaleMapsError", "WeightMapDataset"],
-    "weightmaps.kinds": ["KINDS", "REGISTRY", "MapContext", "MapKind", "Param", "get_kind"],
+    "weightmaps.kinds": [
+        "DEFAULT_KINDS",
+        "KINDS",
+        "REGISTRY",
+        "MapContext",
+        "MapKind",
+        "Param",
+        "get_kind",
+    ],
 }
 
 

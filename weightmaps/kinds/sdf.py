@@ -1,0 +1,178 @@
+"""The ``sdf`` kind: signed distance maps, what the boundary loss reads.
+
+``phi_c = EDT(~S) * ~S - (EDT(S) - 1) * S`` for every class ``c`` with
+``S = (labels == c)`` (Kervadec et al.'s ``one_hot2dist``), float32, one
+channel per class: ``(K, *spatial)``. Binary and instance masks have one
+class, the foreground (1); semantic masks the class ids present (the ignore
+value left out), or the ids of ``sdf_classes``, which every map then has in
+the same order (what a training batch needs). Ignored pixels are 0;
+distances are in the units of ``spacing``. Kernels in
+:mod:`weightmaps.kernels.sdf` and its twins.
+
+Distances are not local: a chunked volume needs ``sdf_max``, which clips the
+values to ``[-sdf_max, sdf_max]`` everywhere (in memory too, so both paths
+give one map) and makes a block grown by
+:func:`~weightmaps.kernels.sdf.sdf_halo` exact.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from weightmaps.kinds.spec import MapContext, MapKind, Param, numbers_from_text
+
+__all__ = ["KIND", "sdf_classes"]
+
+
+def _classes(value: Any) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = numbers_from_text(value, int)
+    classes = tuple(int(c) for c in value)
+    if any(c != v for c, v in zip(classes, value, strict=True)):
+        raise ValueError("class ids must be whole numbers")
+    return classes
+
+
+def _check_classes(value: Any) -> None:
+    if value is None:
+        return
+    if not value or any(c < 0 for c in value) or len(set(value)) != len(value):
+        raise ValueError("sdf classes must be distinct class ids >= 0, at least one")
+
+
+def _check_max(value: Any) -> None:
+    if value is not None and not (value > 0 and math.isfinite(value)):
+        raise ValueError("sdf max must be finite and > 0")
+
+
+def _max(value: Any) -> Any:
+    return float(value)
+
+
+PARAMS = (
+    Param(
+        name="sdf_classes",
+        key="classes",
+        default=None,
+        help="Signed distance maps of these class ids of a semantic mask, in this order, "
+        "e.g. 1,2,3 [default: the classes present; binary and instance masks: the foreground]",
+        normalize=_classes,
+        check=_check_classes,
+        parse=lambda text: numbers_from_text(text, int),
+    ),
+    Param(
+        name="sdf_max",
+        key="max_distance",
+        default=None,
+        help="Clip signed distances to +-this, in the units of the spacing; needed for "
+        "chunked volumes [default: no clipping]",
+        normalize=_max,
+        check=_check_max,
+        cli_type=float,
+    ),
+)
+
+
+def sdf_classes(prepared: Any, settings: Any) -> tuple[list[int], Any, int | None]:
+    """(classes, labels, ignore index) of a prepared mask's signed distance map."""
+    if prepared.mask_type != "semantic":
+        return [1], prepared.classes, prepared.class_ignore
+    if settings.sdf_classes is not None:
+        classes = list(settings.sdf_classes)
+    else:
+        classes = list(prepared.present_classes() or ())
+    if not classes:
+        raise ValueError("no class to measure a signed distance to; name them with sdf classes")
+    if prepared.class_ignore is not None and prepared.class_ignore in classes:
+        raise ValueError(
+            f"sdf classes {classes} hold the ignore value {prepared.class_ignore}; leave it out"
+        )
+    return classes, prepared.values, prepared.class_ignore
+
+
+def _compute(prepared: Any, settings: Any, context: MapContext) -> np.ndarray:
+    from weightmaps.kernels.sdf import signed_distance_map
+
+    classes, labels, ignore = sdf_classes(prepared, settings)
+    return signed_distance_map(
+        labels,
+        classes=classes,
+        spacing=context.spacing,
+        ignore_index=ignore,
+        max_distance=settings.sdf_max,
+    )
+
+
+def _compute_batch(batch: Sequence[Any], settings: Any, context: MapContext) -> Any:
+    from weightmaps.kernels.sdf_torch import signed_distance_map_torch_batch
+
+    chosen = [sdf_classes(p, settings) for p in batch]
+    union = sorted({c for classes, _, _ in chosen for c in classes})
+    maps = signed_distance_map_torch_batch(
+        np.stack([labels for _, labels, _ in chosen]),
+        classes=union,
+        spacing=context.spacing,
+        ignore_index=chosen[0][2],
+        max_distance=settings.sdf_max,
+        device=context.device,
+    )
+    if all(classes == union for classes, _, _ in chosen):
+        return maps
+    # A semantic mask's map holds its own classes, in its own order: one
+    # tensor per mask. (A class absent from a mask is 0 in the batch's map,
+    # as in that mask's own, so the channels kept are the mask's map.)
+    position = {c: k for k, c in enumerate(union)}
+    return [maps[j, [position[c] for c in classes]] for j, (classes, _, _) in enumerate(chosen)]
+
+
+def _compute_volume(prepared: Any, settings: Any, context: MapContext) -> Any:
+    from weightmaps.kernels.sdf_dask import signed_distance_map
+
+    classes, labels, ignore = sdf_classes(prepared, settings)
+    return signed_distance_map(
+        labels,
+        classes=classes,
+        spacing=context.spacing,
+        ignore_index=ignore,
+        max_distance=settings.sdf_max,
+        counts=prepared.class_counts().pixels,
+    )
+
+
+def _volume_refusal(settings: Any) -> str | None:
+    if settings.sdf_max is None:
+        return (
+            "sdf maps of a chunked volume need --sdf-max (a distance is not local: "
+            "without a bound, a chunk's values depend on the whole volume)"
+        )
+    return None
+
+
+def _halo(settings: Any, spacing: Sequence[float] | None, ndim: int) -> tuple[int, ...]:
+    from weightmaps.kernels.sdf import sdf_halo
+
+    if settings.sdf_max is None:
+        return (0,) * ndim  # not computed chunked (refused)
+    return sdf_halo(settings.sdf_max, spacing, ndim)
+
+
+KIND = MapKind(
+    name="sdf",
+    summary="Signed distance maps per class (boundary loss): EDT(~S) ~S - (EDT(S) - 1) S",
+    params=PARAMS,
+    uses=("sdf_classes", "sdf_max", "spacing"),
+    default=False,
+    class_axis=True,
+    preview="diverging",
+    compute=_compute,
+    compute_batch=_compute_batch,
+    compute_volume=_compute_volume,
+    volume_refusal=_volume_refusal,
+    halo=_halo,
+)
