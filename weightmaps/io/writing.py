@@ -132,7 +132,9 @@ def write_tiff_atomic(
         dy, dx = spacing[-2:]
         kwargs["resolution"] = (1.0 / dx, 1.0 / dy)
     if class_axis:
-        kwargs["metadata"] = {"axes": "C" + "ZYX"[3 - (array.ndim - 1) :]}
+        kwargs.update(
+            metadata={"axes": "C" + "ZYX"[3 - (array.ndim - 1) :]}, photometric="minisblack"
+        )
     elif array.ndim == 3 and array.dtype in _IMAGEJ_DTYPES:
         metadata: dict[str, object] = {"axes": "ZYX"}
         if spacing is not None:

@@ -94,8 +94,10 @@ def signed_distance_map(
     if ignore_index is not None and ignore_index in chosen:
         raise ValueError(f"the ignore value {ignore_index} cannot be one of the classes")
     halo = sdf_halo(max_distance, spacing, m.ndim)  # checks max_distance and spacing
-    steps = None if spacing is None else tuple(
-        float(s) for s in np.broadcast_to(np.asarray(spacing, np.float64), (m.ndim,))
+    steps = (
+        None
+        if spacing is None
+        else tuple(float(s) for s in np.broadcast_to(np.asarray(spacing, np.float64), (m.ndim,)))
     )
     if counts is None:
         found = da.compute(*[da.count_nonzero(m == c) for c in chosen])

@@ -5,7 +5,8 @@
 channel per class: ``(K, *spatial)``. Binary and instance masks have one
 class, the foreground (1); semantic masks the class ids present (the ignore
 value left out), or the ids of ``sdf_classes``, which every map then has in
-the same order (what a training batch needs). Ignored pixels are 0;
+the same order (what a training batch needs; name 0 there for the
+background's map). Ignored pixels are 0;
 distances are in the units of ``spacing``. Kernels in
 :mod:`weightmaps.kernels.sdf` and its twins.
 
@@ -23,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from weightmaps.kinds.spec import MapContext, MapKind, Param, numbers_from_text
+from weightmaps.kinds.spec import MapContext, MapKind, Param
 
 __all__ = ["KIND", "sdf_classes"]
 
@@ -32,11 +33,18 @@ def _classes(value: Any) -> Any:
     if value is None:
         return None
     if isinstance(value, str):
-        value = numbers_from_text(value, int)
+        value = _parse_classes(value)
     classes = tuple(int(c) for c in value)
     if any(c != v for c, v in zip(classes, value, strict=True)):
         raise ValueError("class ids must be whole numbers")
     return classes
+
+
+def _parse_classes(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise ValueError(f"expected comma-separated class ids, got {text!r}") from None
 
 
 def _check_classes(value: Any) -> None:
@@ -61,10 +69,11 @@ PARAMS = (
         key="classes",
         default=None,
         help="Signed distance maps of these class ids of a semantic mask, in this order, "
-        "e.g. 1,2,3 [default: the classes present; binary and instance masks: the foreground]",
+        "e.g. 0,1,2 [default: the classes present but 0; binary and instance masks: "
+        "the foreground]",
         normalize=_classes,
         check=_check_classes,
-        parse=lambda text: numbers_from_text(text, int),
+        parse=_parse_classes,
     ),
     Param(
         name="sdf_max",
@@ -86,7 +95,8 @@ def sdf_classes(prepared: Any, settings: Any) -> tuple[list[int], Any, int | Non
     if settings.sdf_classes is not None:
         classes = list(settings.sdf_classes)
     else:
-        classes = list(prepared.present_classes() or ())
+        # As the kernel's default: the classes present but background (0).
+        classes = [c for c in prepared.present_classes() or () if c != 0]
     if not classes:
         raise ValueError("no class to measure a signed distance to; name them with sdf classes")
     if prepared.class_ignore is not None and prepared.class_ignore in classes:
