@@ -349,3 +349,18 @@ def test_every_kind_declares_how_it_is_drawn_and_stored():
         assert kind.preview in PREVIEW_STYLES
         assert np.dtype(kind.dtype).kind in "fu"
     assert REGISTRY["sdf"].class_axis and not REGISTRY["skeleton"].class_axis
+
+
+def test_cluster_path_writes_the_local_maps(tmp_path):
+    pytest.importorskip("distributed")
+    options = {"kinds": ["sdf", "skeleton", "unet"], "v_bal": 0.5, "sdf_max": 9.0}
+    run(SAMPLE_MASKS / "nuclei", tmp_path / "local", **options)
+    report = weightmaps.generate(
+        SAMPLE_MASKS / "nuclei", tmp_path / "remote", scheduler="local:1", progress=False, **options
+    )
+    assert report.exit_code == 0
+    local = sorted(p.name for p in (tmp_path / "local").glob("*.tif"))
+    assert local == sorted(p.name for p in (tmp_path / "remote").glob("*.tif"))
+    assert len(local) == 12
+    for name in local:
+        assert (tmp_path / "local" / name).read_bytes() == (tmp_path / "remote" / name).read_bytes()
