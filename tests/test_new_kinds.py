@@ -85,7 +85,7 @@ def semantic_pair(folder: Path) -> list[str]:
 
 def test_new_kinds_are_made_only_when_asked(tmp_path):
     assert DEFAULT_KINDS == ("unet", "edge", "balance")
-    assert set(KINDS) == {*DEFAULT_KINDS, "sdf", "skeleton"}
+    assert set(KINDS) == {*DEFAULT_KINDS, "sdf", "distance", "skeleton"}
     run(SAMPLE_MASKS / "binary", tmp_path / "out")
     assert not list((tmp_path / "out").glob("*.sdf.tif"))
     assert not list((tmp_path / "out").glob("*.skeleton.tif"))
@@ -364,3 +364,72 @@ def test_cluster_path_writes_the_local_maps(tmp_path):
     assert len(local) == 12
     for name in local:
         assert (tmp_path / "local" / name).read_bytes() == (tmp_path / "remote" / name).read_bytes()
+
+
+def field(inside: np.ndarray, spacing=None) -> np.ndarray:
+    """MONAI's distance_field of one class: EDT(S) + EDT(~S), 0 when empty or full."""
+    if not inside.any() or inside.all():
+        return np.zeros(inside.shape)
+    return ndi.distance_transform_edt(inside, sampling=spacing) + ndi.distance_transform_edt(
+        ~inside, sampling=spacing
+    )
+
+
+def test_distance_kind_on_every_path(tmp_path):
+    rels = semantic_pair(tmp_path / "m")
+    options = {"kinds": ["distance"], "mask_type": "semantic", "ignore_value": 255}
+    run(tmp_path / "m", tmp_path / "cpu", **options)
+    run(tmp_path / "m", tmp_path / "dev", device="torch:cpu", batch_size=2, **options)
+    for rel in rels:
+        mask = read_mask(tmp_path / "m" / rel)
+        present = [c for c in np.unique(mask) if c not in (0, 255)]
+        expected = np.stack([field(mask == c) for c in present])
+        expected[:, mask == 255] = 0
+        got = read(tmp_path / "cpu", rel, "distance")
+        np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-5)
+        np.testing.assert_array_equal(read(tmp_path / "dev", rel, "distance"), got)
+    # Chunked: clipped to sdf_max, equal to the whole volume's map.
+    zarr = pytest.importorskip("zarr")
+    volume = {"kinds": ["distance"], "spacing": "auto", "mask_type": "instance", "sdf_max": 4.0}
+    run(SAMPLE_MASKS / "volume", tmp_path / "whole", **volume)
+    run(SAMPLE_MASKS / "volume", tmp_path / "chunked", chunked_above=0, chunks=16, **volume)
+    whole = read(tmp_path / "whole", "nuclei3d_00.tif", "distance")
+    mask = read_mask(SAMPLE_MASKS / "volume" / "nuclei3d_00.tif")
+    spacing = Manifest.load(tmp_path / "whole" / MANIFEST_NAME).masks["nuclei3d_00.tif"]["spacing"]
+    expected = np.minimum(field(mask != 0, spacing), 4.0)[None]
+    np.testing.assert_allclose(whole, expected, rtol=1e-6, atol=1e-5)
+    chunked = zarr.open_array(tmp_path / "chunked" / "nuclei3d_00.distance.zarr", mode="r")[:]
+    np.testing.assert_array_equal(chunked, whole)
+
+
+def test_the_losses_read_the_maps_from_the_dataset(tmp_path):
+    """Boundary, Hausdorff and clDice losses with the maps read equal the losses
+    with the maps computed from the batch's target."""
+    import torch
+    from torch.utils.data import DataLoader
+
+    from weightmaps.data import WeightMapDataset
+    from weightmaps.losses import boundary_loss, cldice_loss, hausdorff_dt_loss
+
+    kinds = ("sdf", "distance", "skeleton")
+    run(SAMPLE_MASKS / "nuclei", tmp_path / "maps", kinds=list(kinds), mask_type="instance")
+    dataset = WeightMapDataset(SAMPLE_MASKS / "nuclei", tmp_path / "maps", kinds=kinds)
+    batch = next(iter(DataLoader(dataset, batch_size=4)))
+    target = batch["mask"]
+    logits = torch.randn(4, 2, *target.shape[1:], generator=torch.Generator().manual_seed(0))
+    maps = batch["weights"]
+    assert maps["sdf"].shape == maps["distance"].shape == (4, 1, *target.shape[1:])
+    torch.testing.assert_close(
+        hausdorff_dt_loss(logits, target, maps["distance"]), hausdorff_dt_loss(logits, target)
+    )
+    sdf = torch.stack([torch.from_numpy(oracle_sdf(t.numpy() == 1, [True])) for t in target])
+    torch.testing.assert_close(boundary_loss(logits, maps["sdf"]), boundary_loss(logits, sdf))
+    skeletons = torch.stack(
+        [
+            torch.from_numpy(oracle_skeleton(read_mask(SAMPLE_MASKS / "nuclei" / rel)))
+            for rel in batch["path"]
+        ]
+    ).float()
+    torch.testing.assert_close(
+        cldice_loss(logits, target, maps["skeleton"]), cldice_loss(logits, target, skeletons)
+    )

@@ -9,14 +9,15 @@ this registry; nothing else names a kind.
 
 from __future__ import annotations
 
-from weightmaps.kinds import balance, edge, sdf, skeleton, unet
+from weightmaps.kinds import balance, distance, edge, sdf, skeleton, unet
 from weightmaps.kinds.spec import MapContext, MapKind, Param
 
 __all__ = ["DEFAULT_KINDS", "KINDS", "REGISTRY", "MapContext", "MapKind", "Param", "get_kind"]
 
 # Order is the order of the settings' fields, of --kinds and of the outputs.
 REGISTRY: dict[str, MapKind] = {
-    kind.name: kind for kind in (unet.KIND, edge.KIND, balance.KIND, sdf.KIND, skeleton.KIND)
+    kind.name: kind
+    for kind in (unet.KIND, edge.KIND, balance.KIND, sdf.KIND, distance.KIND, skeleton.KIND)
 }
 
 KINDS: tuple[str, ...] = tuple(REGISTRY)

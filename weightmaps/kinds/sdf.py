@@ -26,7 +26,15 @@ import numpy as np
 
 from weightmaps.kinds.spec import MapContext, MapKind, Param
 
-__all__ = ["KIND", "sdf_classes"]
+__all__ = [
+    "KIND",
+    "sdf_classes",
+    "sdf_kind_halo",
+    "sdf_maps",
+    "sdf_maps_batch",
+    "sdf_maps_volume",
+    "sdf_volume_refusal",
+]
 
 
 def _classes(value: Any) -> Any:
@@ -106,32 +114,62 @@ def sdf_classes(prepared: Any, settings: Any) -> tuple[list[int], Any, int | Non
     return classes, prepared.values, prepared.class_ignore
 
 
-def _compute(prepared: Any, settings: Any, context: MapContext) -> np.ndarray:
+def _boundary_field(
+    phi: np.ndarray, labels: np.ndarray, classes: Sequence[int], max_distance: float | None
+) -> np.ndarray:
+    """``EDT(S) + EDT(~S)`` from ``phi``: ``1 - phi`` inside the class, ``phi``
+    outside (undefined classes and ignored pixels stay 0), at most ``max_distance``."""
+    for k, c in enumerate(classes):
+        inside = labels == c
+        if not inside.all():  # a class filling the mask has no field (0)
+            np.subtract(np.float32(1), phi[k], out=phi[k], where=inside)
+    if max_distance is not None:
+        np.minimum(phi, np.float32(max_distance), out=phi)
+    return phi
+
+
+def sdf_maps(prepared: Any, settings: Any, context: MapContext, *, boundary: bool = False) -> Any:
+    """The numpy kernel of the ``sdf`` kind, or with ``boundary`` of ``distance``."""
     from weightmaps.kernels.sdf import signed_distance_map
 
     classes, labels, ignore = sdf_classes(prepared, settings)
-    return signed_distance_map(
+    phi = signed_distance_map(
         labels,
         classes=classes,
         spacing=context.spacing,
         ignore_index=ignore,
         max_distance=settings.sdf_max,
     )
+    return _boundary_field(phi, labels, classes, settings.sdf_max) if boundary else phi
 
 
-def _compute_batch(batch: Sequence[Any], settings: Any, context: MapContext) -> Any:
+def sdf_maps_batch(
+    batch: Sequence[Any], settings: Any, context: MapContext, *, boundary: bool = False
+) -> Any:
+    """The torch kernel of the ``sdf`` (``distance``) kind on a batch of one shape."""
+    import torch
+
     from weightmaps.kernels.sdf_torch import signed_distance_map_torch_batch
 
     chosen = [sdf_classes(p, settings) for p in batch]
     union = sorted({c for classes, _, _ in chosen for c in classes})
+    labels = np.stack([labels for _, labels, _ in chosen])
     maps = signed_distance_map_torch_batch(
-        np.stack([labels for _, labels, _ in chosen]),
+        labels,
         classes=union,
         spacing=context.spacing,
         ignore_index=chosen[0][2],
         max_distance=settings.sdf_max,
         device=context.device,
     )
+    if boundary:
+        on = torch.from_numpy(labels).to(maps.device)
+        inside = torch.stack([on == c for c in union], 1)
+        # A class filling a mask has no field (0), as in memory.
+        inside &= ~inside.flatten(2).all(-1).view(*inside.shape[:2], *(1,) * (labels.ndim - 1))
+        maps = torch.where(inside, 1.0 - maps, maps)
+        if settings.sdf_max is not None:
+            maps = maps.clamp_max(float(settings.sdf_max))
     if all(classes == union for classes, _, _ in chosen):
         return maps
     # A semantic mask's map holds its own classes, in its own order: one
@@ -141,30 +179,51 @@ def _compute_batch(batch: Sequence[Any], settings: Any, context: MapContext) -> 
     return [maps[j, [position[c] for c in classes]] for j, (classes, _, _) in enumerate(chosen)]
 
 
-def _compute_volume(prepared: Any, settings: Any, context: MapContext) -> Any:
+def sdf_maps_volume(
+    prepared: Any, settings: Any, context: MapContext, *, boundary: bool = False
+) -> Any:
+    """The chunked kernel of the ``sdf`` (``distance``) kind (needs ``sdf_max``)."""
+    import dask.array as da
+
     from weightmaps.kernels.sdf_dask import signed_distance_map
 
     classes, labels, ignore = sdf_classes(prepared, settings)
-    return signed_distance_map(
+    counts = prepared.class_counts().pixels
+    phi = signed_distance_map(
         labels,
         classes=classes,
         spacing=context.spacing,
         ignore_index=ignore,
         max_distance=settings.sdf_max,
-        counts=prepared.class_counts().pixels,
+        counts=counts,
     )
+    if not boundary:
+        return phi
+    layers = []
+    for k, c in enumerate(classes):
+        if counts.get(c, 0) in (0, labels.size):  # no field: 0 everywhere
+            layers.append(phi[k])
+        else:
+            layers.append(da.where(labels == c, np.float32(1) - phi[k], phi[k]))
+    return da.minimum(da.stack(layers), np.float32(settings.sdf_max))
 
 
-def _volume_refusal(settings: Any) -> str | None:
-    if settings.sdf_max is None:
-        return (
-            "sdf maps of a chunked volume need --sdf-max (a distance is not local: "
-            "without a bound, a chunk's values depend on the whole volume)"
-        )
-    return None
+def sdf_volume_refusal(name: str) -> Any:
+    """The refusal of an unbounded ``name`` map on a chunked volume."""
+
+    def refusal(settings: Any) -> str | None:
+        if settings.sdf_max is None:
+            return (
+                f"{name} maps of a chunked volume need --sdf-max (a distance is not local: "
+                "without a bound, a chunk's values depend on the whole volume)"
+            )
+        return None
+
+    return refusal
 
 
-def _halo(settings: Any, spacing: Sequence[float] | None, ndim: int) -> tuple[int, ...]:
+def sdf_kind_halo(settings: Any, spacing: Sequence[float] | None, ndim: int) -> tuple[int, ...]:
+    """The halo of the ``sdf`` and ``distance`` kinds' chunked kernels."""
     from weightmaps.kernels.sdf import sdf_halo
 
     if settings.sdf_max is None:
@@ -180,9 +239,9 @@ KIND = MapKind(
     default=False,
     class_axis=True,
     preview="diverging",
-    compute=_compute,
-    compute_batch=_compute_batch,
-    compute_volume=_compute_volume,
-    volume_refusal=_volume_refusal,
-    halo=_halo,
+    compute=sdf_maps,
+    compute_batch=sdf_maps_batch,
+    compute_volume=sdf_maps_volume,
+    volume_refusal=sdf_volume_refusal("sdf"),
+    halo=sdf_kind_halo,
 )
