@@ -516,7 +516,14 @@ def _read_image(path: str, ndim: int, max_pixels: int = DEFAULT_MAX_PIXELS) -> n
     """Image as ``(*spatial, C)``: grey images get a channel axis of 1."""
     suffix = Path(path).suffix.lower()
     if suffix == ".npy":
-        image = np.load(path, allow_pickle=False)
+        # Mapped first: the header's shape is checked before any pixel is read.
+        mapped = np.load(path, mmap_mode="r", allow_pickle=False)
+        pixels = math.prod(mapped.shape[:ndim])
+        if pixels > max_pixels:
+            raise ValueError(
+                f"{path}: has {pixels} pixels, more than the limit of {max_pixels} (max_pixels)"
+            )
+        image = np.array(mapped)
     elif suffix in (".tif", ".tiff"):
         image = _read_tiff(path, max_pixels)
     else:
