@@ -144,3 +144,18 @@ def test_dataset_without_maps_gives_labels(nuclei):
     )
     with pytest.raises(ValueError, match="kinds"):
         WeightMapDataset(masks, maps, kinds=())
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_recompute_on_cuda_equals_the_cpu(nuclei):
+    masks, maps = nuclei
+    dataset = WeightMapDataset(masks, maps, kinds=(), labels=True)
+    labels = next(iter(DataLoader(dataset, batch_size=4)))["labels"]
+    kinds = ("unet", "edge", "sdf", "distance", "skeleton")
+    settings = {"mask_type": "instance", "sdf_max": 20.0}
+    on_gpu = RecomputeMaps(kinds, settings=settings, device="cuda").maps(labels)
+    on_cpu = RecomputeMaps(kinds, settings=settings, device="cpu").maps(labels)
+    for kind in kinds:
+        assert on_gpu[kind].device.type == "cuda"
+        torch.testing.assert_close(on_gpu[kind].cpu(), on_cpu[kind], rtol=0, atol=1e-4)
