@@ -76,7 +76,7 @@ PARAMS = (
         name="sdf_classes",
         key="classes",
         default=None,
-        help="Signed distance maps of these class ids of a semantic mask, in this order, "
+        help="sdf and distance maps of these class ids of a semantic mask, in this order, "
         "e.g. 0,1,2 [default: the classes present but 0; binary and instance masks: "
         "the foreground]",
         normalize=_classes,
@@ -87,8 +87,8 @@ PARAMS = (
         name="sdf_max",
         key="max_distance",
         default=None,
-        help="Clip signed distances to +-this, in the units of the spacing; needed for "
-        "chunked volumes [default: no clipping]",
+        help="Clip sdf maps to +-this and distance maps to this, in the units of the "
+        "spacing; needed for chunked volumes [default: no clipping]",
         normalize=_max,
         check=_check_max,
         cli_type=float,
