@@ -55,6 +55,8 @@ bench: install $(VENV)/.bench
 	$(PY) benchmarks/bench_generate.py
 	$(PY) benchmarks/bench_digests.py
 	$(PY) benchmarks/bench_scale.py
+	$(PY) benchmarks/bench_new_kinds.py
+	$(PY) benchmarks/bench_recompute.py
 
 # GPU against the CPU path of the same machine (CPU-side figures only without CUDA).
 bench-gpu: install

@@ -35,7 +35,7 @@ from weightmaps.io.volumes import (
     DEFAULT_MAX_VOLUME_VOXELS,
     MISSING_CHUNKS,
 )
-from weightmaps.kinds import KINDS
+from weightmaps.kinds import DEFAULT_KINDS, KINDS
 
 EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 128 + signal.SIGTERM
@@ -91,9 +91,9 @@ def main() -> None:
 @click.option(
     "--kinds",
     callback=parse_kinds,
-    default=",".join(KINDS),
+    default=",".join(DEFAULT_KINDS),
     show_default=True,
-    help="Maps to compute, comma-separated.",
+    help=f"Maps to compute, comma-separated, of {', '.join(KINDS)}.",
 )
 @apply(map_options("settings"))
 @apply(READ_OPTIONS)

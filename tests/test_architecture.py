@@ -32,6 +32,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "weightmaps.losses",
             "weightmaps.transforms",
             "weightmaps.preview",
+            "weightmaps.recompute",
         ),
     ),
     ("files", ("weightmaps.io",)),
@@ -341,7 +342,25 @@ PUBLIC = {
         "prepare_mask",
     ],
     "weightmaps.data": ["IMAGE_SUFFIXES", "StaleMapsError", "WeightMapDataset"],
-    "weightmaps.kinds": ["KINDS", "REGISTRY", "MapContext", "MapKind", "Param", "get_kind"],
+    "weightmaps.recompute": ["RecomputeMaps"],
+    "weightmaps.transforms": [
+        "Compose",
+        "RandomCrop",
+        "RandomElastic",
+        "RandomFlip",
+        "RandomRescale",
+        "RandomRot90",
+        "Resize",
+    ],
+    "weightmaps.kinds": [
+        "DEFAULT_KINDS",
+        "KINDS",
+        "REGISTRY",
+        "MapContext",
+        "MapKind",
+        "Param",
+        "get_kind",
+    ],
 }
 
 

@@ -28,6 +28,7 @@ LAYER_STYLES: dict[str, dict[str, Any]] = {
     # Signed distances: a diverging map centred on the contour.
     "sdf": {"colormap": "PiYG"},
     "skeleton": {"colormap": "gray"},
+    "distance": {"colormap": "magma"},
 }
 """Colormap per map kind; any other kind is shown in grey."""
 

@@ -1,8 +1,10 @@
 """The jobs of a mask in memory: read it, compute its maps, write them as TIFFs.
 
 Output layout: for ``MASKS/a/b.png``, ``OUT/a/b.unet.tif``, ``OUT/a/b.edge.tif``
-... (float32, zlib) and, with ``separate_touching``, ``OUT/a/b.target.tif``
-(the carved mask, the mask's dtype). Every file is written atomically.
+... (zlib; each kind's dtype and shape: float32, ``(K, *spatial)`` for a
+signed distance map, uint8 skeletons) and, with ``separate_touching``,
+``OUT/a/b.target.tif`` (the carved mask, the mask's dtype). Every file is
+written atomically.
 """
 
 from __future__ import annotations
@@ -125,7 +127,8 @@ def write_outputs(job: Job, source: Source, result: MaskMaps) -> Written | Faile
     for kind, array in arrays.items():
         rel_out = output_name(job.rel, kind)
         path = Path(job.out_root) / rel_out
-        same_grid = array.shape == source.shape
+        class_axis = kind in REGISTRY and REGISTRY[kind].class_axis
+        same_grid = array.shape[1 if class_axis else 0 :] == tuple(source.shape)
         try:
             # Checked before mkdir too, which would otherwise create folders
             # wherever a symlinked folder in OUT leads; after it for races.
@@ -142,6 +145,7 @@ def write_outputs(job: Job, source: Source, result: MaskMaps) -> Written | Faile
                 spacing=recorded_spacing if same_grid else None,
                 unit=source.unit if recorded_spacing == source.file_spacing else None,
                 hasher=digest,
+                class_axis=class_axis,
             )
         except OSError as exc:
             return Failed(
