@@ -4,13 +4,15 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint demo bench bench-gpu sample-data clean
+.PHONY: install test lint docs demo bench bench-gpu sample-data clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	# The CPU wheel of torch first: a plain "torch" would pull the multi-GB CUDA build.
 	$(PY) -m pip install torch==2.13.0
-	$(PY) -m pip install -e '.[dev,dask]'
+	# integrations-test: MONAI (16 MB), albumentations (with OpenCV, 180 MB) and
+	# npe2 (11 MB), so the integration tests run; docs: the site's builders.
+	$(PY) -m pip install -e '.[dev,dask,integrations-test,docs]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -18,8 +20,14 @@ install: $(STAMP)
 lint: install
 	$(VENV)/bin/ruff check .
 
-test: install lint
+test: install lint docs
 	$(PY) -m pytest -q
+
+# The documentation site, warnings as errors: the gallery is made from
+# sample_data/ first, the CLI and API pages from the code itself.
+docs: install
+	$(PY) scripts/make_gallery.py docs/gallery
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet
 
 # One generate run per folder of sample_data: each kind of mask with the
 # options it needs. Reruns skip what is current; `make demo` twice shows it.
@@ -49,6 +57,8 @@ bench: install $(VENV)/.bench
 	$(PY) benchmarks/bench_digests.py
 	$(PY) benchmarks/bench_scale.py
 	$(PY) benchmarks/bench_before.py
+	$(PY) benchmarks/bench_new_kinds.py
+	$(PY) benchmarks/bench_recompute.py
 
 # GPU against the CPU path of the same machine (CPU-side figures only without CUDA).
 bench-gpu: install
@@ -58,4 +68,4 @@ sample-data: install
 	$(PY) scripts/make_sample_data.py sample_data
 
 clean:
-	rm -rf $(VENV) out build *.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) out build docs/gallery *.egg-info .pytest_cache .ruff_cache

@@ -118,7 +118,7 @@ def preview(
     from weightmaps.io import MaskReadError, read_mask
     from weightmaps.io.writing import atomic_path
     from weightmaps.pipeline import maps_of
-    from weightmaps.preview import render_preview
+    from weightmaps.preview import map_panels, render_preview
     from weightmaps.recipe import compute_maps
     from weightmaps.settings import MapSettings
 
@@ -148,9 +148,13 @@ def preview(
     else:
         settings = MapSettings(mask_type=mask_type, ignore_value=ignore_value)
         arrays = compute_maps(label, settings).maps
+    # Each kind drawn by its rule (a signed distance map one panel per class).
+    panels, styles = map_panels(arrays)
     # An edge map made at a training size is shown at the mask's size.
-    shown = {k: v for k, v in arrays.items() if np.shape(v) == label.shape}
-    rgb = render_preview(label, shown, image=picture, title=mask.name, panel_size=panel_size)
+    shown = {k: v for k, v in panels.items() if np.shape(v) == label.shape}
+    rgb = render_preview(
+        label, shown, image=picture, title=mask.name, panel_size=panel_size, styles=styles
+    )
     output.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(output) as tmp:
         Image.fromarray(rgb).save(tmp, format="PNG")

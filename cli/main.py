@@ -36,7 +36,7 @@ from weightmaps.io.volumes import (
     MISSING_CHUNKS,
 )
 from weightmaps.io.writing import DEFAULT_COMPRESSION
-from weightmaps.kinds import KINDS
+from weightmaps.kinds import DEFAULT_KINDS, KINDS
 
 EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 128 + signal.SIGTERM
@@ -92,9 +92,9 @@ def main() -> None:
 @click.option(
     "--kinds",
     callback=parse_kinds,
-    default=",".join(KINDS),
+    default=",".join(DEFAULT_KINDS),
     show_default=True,
-    help="Maps to compute, comma-separated.",
+    help=f"Maps to compute, comma-separated, of {', '.join(KINDS)}.",
 )
 @apply(map_options("settings"))
 @apply(READ_OPTIONS)

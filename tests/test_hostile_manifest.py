@@ -415,3 +415,13 @@ def test_zarr_maps_are_checked_by_size(tmp_path):
     outputs = json.loads((out / MANIFEST_NAME).read_text())["masks"][NUCLEI_00]["outputs"]
     assert outputs["unet"]["path"].endswith(".zarr") and "sha256" not in outputs["unet"]
     assert weightmaps.check(masks, out).exit_code == 0
+
+
+def test_a_manifest_larger_than_the_limit_is_refused_unread(tmp_path, monkeypatch):
+    from weightmaps.pipeline import manifest as manifest_module
+
+    path = tmp_path / MANIFEST_NAME
+    path.write_text('{"format": "weightmaps-manifest/1", "masks": {}}' + " " * 100)
+    monkeypatch.setattr(manifest_module, "MAX_MANIFEST_BYTES", 64)
+    with pytest.raises(ManifestError, match="more than the 64 read"):
+        Manifest.load(path)

@@ -572,3 +572,23 @@ def test_missing_chunk_note_with_the_cli_and_its_fill_value(tmp_path):
         "FAILED vol.zarr: 1 of 8 source chunks missing (they would read as fill value 3); "
         "refused by --missing-chunks error"
     ) in result.output
+
+
+def test_dataset_refuses_an_npy_image_claiming_a_huge_image(tmp_path):
+    pytest.importorskip("torch")
+    from weightmaps.data import WeightMapDataset
+
+    masks, out, images = tmp_path / "masks", tmp_path / "out", tmp_path / "images"
+    masks.mkdir()
+    images.mkdir()
+    tifffile.imwrite(masks / "m.tif", small_labels()[5])
+    assert weightmaps.generate(masks, out, workers=1).exit_code == 0
+    # A header claiming 60000^2 pixels in front of a few bytes.
+    header = np.lib.format.header_data_from_array_1_0(np.zeros((1, 1), np.uint8))
+    header["shape"] = (60000, 60000)
+    with open(images / "m.npy", "wb") as fh:
+        np.lib.format.write_array_header_1_0(fh, header)
+        fh.write(b"\0" * 64)
+    dataset = WeightMapDataset(masks, out, images_dir=images)
+    with pytest.raises(ValueError, match="more than the limit|mmap length"):
+        dataset[0]

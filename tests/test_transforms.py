@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader, Dataset
 from weightmaps.transforms import (
     Compose,
     RandomCrop,
+    RandomElastic,
     RandomFlip,
     RandomRescale,
     RandomRot90,
@@ -274,10 +275,14 @@ def test_resize_fixed_size_and_dtypes():
     mask = blocky_mask((16, 24)).astype(np.uint16)
     image = np.random.default_rng(7).integers(0, 256, (16, 24, 3)).astype(np.uint8)
     weight_int = mask.astype(np.int64)
-    out = Resize((10, 30))(image=image, mask=mask, weight=weight_int)
+    weight_half = mask.astype(np.float16)
+    out = Resize((10, 30))(image=image, mask=mask, weight=weight_int, weight_half=weight_half)
     assert out["mask"].shape == (10, 30) and out["mask"].dtype == np.uint16
     assert out["image"].shape == (10, 30, 3) and out["image"].dtype == np.uint8
-    assert out["weight"].dtype == np.float32
+    # An integer map (a skeleton, labels) is resampled as the mask: nearest, same dtype.
+    assert out["weight"].dtype == np.int64
+    np.testing.assert_array_equal(out["weight"], out["mask"])
+    assert out["weight_half"].dtype == np.float32
     expected = reference_linear(image.astype(np.float64), (10, 30, 3))
     assert np.abs(out["image"].astype(np.float64) - expected).max() <= 0.5 + 1e-6
     bool_mask = Resize(8)(mask=mask > 2)["mask"]
@@ -383,7 +388,9 @@ def test_shape_mismatch_names_the_shapes():
     with pytest.raises(ValueError, match="spatial"):
         RandomFlip()(image=np.zeros((4, 4, 3)))
     with pytest.raises(ValueError, match="weight"):
-        RandomFlip()(mask=np.zeros((4, 4), np.uint8), weight=np.zeros((4, 4, 1)))
+        RandomFlip()(mask=np.zeros((4, 4), np.uint8), weight=np.zeros((4, 4, 1, 2)))
+    with pytest.raises(ValueError, match=r"weight_sdf \(4, 5\)"):
+        RandomFlip()(mask=np.zeros((4, 4), np.uint8), weight_sdf=np.zeros((4, 5, 2)))
 
 
 def test_missing_keys_and_grey_image():
@@ -405,3 +412,88 @@ def test_bad_arguments():
         RandomRot90(axes=(0, -2))(mask=np.zeros((3, 3), np.uint8))
     with pytest.raises(TypeError):
         Compose([RandomFlip(), "flip"])
+
+
+# ---------------------------------------------------------------------------
+# Maps with a channel axis (signed distance maps), integer maps, elastic warps
+
+
+def test_channel_maps_follow_every_transform():
+    """A (*spatial, K) map: each channel transforms as a (*spatial) map does."""
+    mask = blocky_mask((30, 36))
+    m = mask.astype(np.float32)
+    sdf = np.stack([m * 3 - 1, -m, m + 0.5], axis=-1)
+    skeleton = (mask % 2).astype(np.uint8)
+    aug = Compose(
+        [RandomFlip(), RandomRot90(), RandomRescale(scale=(0.7, 1.4)), RandomCrop((20, 24))]
+    )
+    for seed in range(8):
+        out = run(aug, {"mask": mask, "weight_sdf": sdf, "weight_skeleton": skeleton}, seed)
+        alone = run(aug, {"mask": mask, "a": sdf[..., 0], "b": sdf[..., 2]}, seed)
+        assert out["weight_sdf"].shape == out["mask"].shape + (3,)
+        np.testing.assert_allclose(out["weight_sdf"][..., 0], alone["a"], rtol=0, atol=1e-6)
+        np.testing.assert_allclose(out["weight_sdf"][..., 2], alone["b"], rtol=0, atol=1e-6)
+        # the skeleton by nearest: still 0/1, uint8, and the mask's parity
+        assert out["weight_skeleton"].dtype == np.uint8
+        np.testing.assert_array_equal(out["weight_skeleton"], out["mask"] % 2)
+
+
+def reference_elastic_coords(shape, grid, std, seed):
+    """The deformation written out: the coarse draws, cubic splines, displaced indices."""
+    generator = torch.Generator().manual_seed(seed)
+    torch.rand((), generator=generator)  # the p draw
+    coarse = torch.randn((len(shape),) + (grid,) * len(shape), generator=generator).double()
+    coords = np.indices(shape, dtype=np.float64)
+    for axis in range(len(shape)):
+        field = coarse[axis].numpy() * std
+        zoom = [n / grid for n in shape]
+        coords[axis] += ndi.zoom(field, zoom, order=3, mode="nearest", grid_mode=False)
+    return coords
+
+
+@pytest.mark.parametrize("shape", [(40, 52), (12, 20, 18)])
+def test_elastic_samples_every_array_at_the_same_displaced_points(shape):
+    mask = random_mask(shape, seed=3)
+    weight = np.random.default_rng(4).random(shape).astype(np.float32)
+    coords = reference_elastic_coords(shape, 3, 4.0, seed=9)
+    out = RandomElastic(std=4.0, generator=torch.Generator().manual_seed(9))(
+        mask=mask, weight=weight, labels=mask.astype(np.int64)
+    )
+    clamped = [
+        np.clip(np.rint(c), 0, n - 1).astype(int) for c, n in zip(coords, shape, strict=True)
+    ]
+    np.testing.assert_array_equal(out["mask"], mask[tuple(clamped)])
+    np.testing.assert_array_equal(out["labels"], mask[tuple(clamped)])
+    # linear: the weighted mean of the 2^nd corners, written out
+    base = [np.clip(np.floor(c), 0, n - 1) for c, n in zip(coords, shape, strict=True)]
+    frac = [np.clip(c, 0, n - 1) - b for c, b, n in zip(coords, base, shape, strict=True)]
+    expected = np.zeros(shape)
+    for corner in np.ndindex(*(2,) * len(shape)):
+        index, w = [], np.ones(shape)
+        for axis, up in enumerate(corner):
+            index.append(np.minimum(base[axis].astype(int) + up, shape[axis] - 1))
+            w = w * (frac[axis] if up else 1 - frac[axis])
+        expected += w * weight[tuple(index)]
+    np.testing.assert_allclose(out["weight"], expected, rtol=0, atol=1e-5)
+    assert out["weight"].dtype == np.float32
+
+
+def test_elastic_std_zero_p_zero_and_draws():
+    mask = random_mask((20, 24), seed=5)
+    sample = make_sample(mask)
+    assert_aligned(RandomElastic(std=0.0)(**sample))
+    np.testing.assert_array_equal(RandomElastic(std=0.0)(mask=mask)["mask"], mask)
+    assert RandomElastic(p=0.0)(**sample)["mask"] is sample["mask"]
+    # p does not shift later draws
+    a = torch.Generator().manual_seed(2)
+    b = torch.Generator().manual_seed(2)
+    RandomElastic(p=0.0, generator=a)(mask=mask)
+    RandomElastic(p=1.0, generator=b)(mask=mask)
+    assert torch.rand((), generator=a) == torch.rand((), generator=b)
+    with pytest.raises(ValueError, match="grid"):
+        RandomElastic(grid=1)
+    with pytest.raises(ValueError, match="elastic axis"):
+        RandomElastic(axes=(2,))(mask=mask)
+    out = RandomElastic(std=3.0, axes=(-1,))(mask=random_mask((6, 10, 12), seed=1))
+    assert out["mask"].shape == (6, 10, 12)
+    assert pickle.loads(pickle.dumps(RandomElastic())).std == 10.0

@@ -30,7 +30,8 @@ from torch.utils.data import Dataset
 from weightmaps._shared.text import printable
 from weightmaps.io import DEFAULT_MAX_PIXELS, read_mask
 from weightmaps.io.names import output_name
-from weightmaps.kinds import KINDS
+from weightmaps.kinds import KINDS, REGISTRY
+from weightmaps.map_files import read_tiff_checked
 from weightmaps.masktype import MaskTypeError, infer_mask_type
 from weightmaps.pipeline.discover import find_masks
 from weightmaps.pipeline.manifest import MANIFEST_NAME, Manifest, file_sha256
@@ -79,17 +80,32 @@ class WeightMapDataset(Dataset):
     images_dir : path-like, optional
         Images at the same relative paths as the masks, with the same stem
         and any of :data:`IMAGE_SUFFIXES`.
-    kinds : sequence of {"unet", "edge", "balance"}
+    kinds : sequence of {"unet", "edge", "balance", "sdf", "skeleton"}
         Maps to load. One kind gives the item key ``"weight"``, several give
-        ``"weights"`` (a dict by kind).
+        ``"weights"`` (a dict by kind). May be empty with ``labels=True``
+        (maps recomputed per batch, :class:`weightmaps.recompute.RecomputeMaps`).
     transform : callable, optional
         ``transform(image=..., mask=..., weight=...) -> dict`` on numpy
         arrays before they become tensors: image channel-last
-        ``(*spatial, C)``, mask ``(*spatial)``, maps ``(*spatial)`` under
-        ``"weight"`` (one kind) or ``"weight_<kind>"`` (several). The joint
-        transforms of :mod:`weightmaps.transforms` follow this signature, and
-        so does an albumentations pipeline that declares the map keys as
-        ``additional_targets``.
+        ``(*spatial, C)``, mask ``(*spatial)`` in its stored integer dtype
+        (with ``mask_values="classes"``: the narrowest that also holds
+        ``ignore_index`` where a pixel is ignored; never widened to int64,
+        which some libraries resample otherwise), maps ``(*spatial)``
+        float32 under ``"weight"`` (one kind) or ``"weight_<kind>"``
+        (several), a signed distance map channel-last ``(*spatial, K)`` as
+        the image, a skeleton as uint8 (the joint transforms resample it by
+        nearest neighbour), and with ``labels`` the raw labels under
+        ``"labels"`` (int64). It must return numpy arrays in the same
+        layout, all of one spatial shape: a transform that resamples the mask
+        but not a map raises a ValueError naming the keys and their shapes.
+        The joint transforms of :mod:`weightmaps.transforms` follow this
+        signature, and so does an albumentations pipeline that declares the
+        map keys (and ``"labels"``) as ``additional_targets`` (see the
+        albumentations how-to).
+    labels : bool
+        Also give the labels as stored (instance ids, class ids; the carved
+        target when it is read), transformed with the mask, as ``"labels"``:
+        what :class:`weightmaps.recompute.RecomputeMaps` computes maps from.
     verify : bool
         Read ``MAPS/weightmaps.json`` and refuse (``StaleMapsError``) maps
         that are missing, whose mask changed since they were made, or whose
@@ -124,10 +140,12 @@ class WeightMapDataset(Dataset):
     -----
     An item is a dict: ``"image"`` ``(C, *spatial)`` float32 (values as
     stored, not rescaled), ``"mask"`` ``(*spatial)`` int64, ``"weight"`` or
-    ``"weights"`` ``(*spatial)`` float32, and ``"path"`` (the mask's path
-    relative to MASKS). Edge maps made at a training size
-    (``--edge-size``) have another shape than the mask: the mask (nearest)
-    and the image (linear) are resized to the maps' shape first.
+    ``"weights"`` ``(*spatial)`` float32 (a signed distance map
+    ``(K, *spatial)``, a skeleton 0/1), ``"labels"`` ``(*spatial)`` int64
+    with ``labels``, and ``"path"`` (the mask's path relative to MASKS).
+    Edge maps made at a training size (``--edge-size``) have another shape
+    than the mask: the mask (nearest) and the image (linear) are resized to
+    the maps' shape first.
 
     The dataset holds paths only, so it pickles into DataLoader workers and
     keeps no file open.
@@ -156,9 +174,10 @@ class WeightMapDataset(Dataset):
         ignore_index: int = -100,
         glob: Sequence[str] | str = (),
         max_pixels: int = DEFAULT_MAX_PIXELS,
+        labels: bool = False,
     ) -> None:
         kinds = tuple(kinds)
-        if not kinds or any(k not in KINDS for k in kinds):
+        if (not kinds and not labels) or any(k not in KINDS for k in kinds):
             raise ValueError(f"kinds must be a non-empty selection of {KINDS}, got {kinds}")
         if target not in ("auto", "mask", "carved"):
             raise ValueError(f"target must be 'auto', 'mask' or 'carved', got {target!r}")
@@ -168,6 +187,7 @@ class WeightMapDataset(Dataset):
         self.maps_dir = Path(maps_dir)
         self.images_dir = None if images_dir is None else Path(images_dir)
         self.kinds = kinds
+        self.labels = labels
         self.transform = transform
         self.target = target
         self.mask_values = mask_values
@@ -328,23 +348,59 @@ class WeightMapDataset(Dataset):
         """Masks' paths relative to MASKS, in item order."""
         return [item.rel for item in self._items]
 
+    def file_dicts(self) -> list[dict[str, str]]:
+        """The pairing as MONAI's data list: one dict of file paths per item.
+
+        ``{"image": ..., "label": ..., "weight": ..., "path": ...}`` (several
+        kinds: ``"weight_<kind>"``), for ``monai.data.Dataset`` with
+        ``LoadImaged(reader=weightmaps.monai.WeightMapReader())``. The label
+        is the carved target when the item uses it, else the mask, as stored
+        (``mask_values`` does not apply). The manifest was checked when this
+        dataset was made; MONAI's loader then reads the files without the
+        per-read SHA-256 check of ``__getitem__``.
+
+        Examples
+        --------
+        >>> ds = WeightMapDataset("masks/", "out/", images_dir="images/")  # doctest: +SKIP
+        >>> ds.file_dicts()[0]["weight"]  # doctest: +SKIP
+        'out/a.unet.tif'
+        """
+        files = []
+        for item in self._items:
+            entry = {} if item.image is None else {"image": item.image}
+            entry["label"] = item.maps.get("target", item.mask)
+            if len(self.kinds) == 1:
+                entry["weight"] = item.maps[self.kinds[0]]
+            else:
+                entry.update({f"weight_{kind}": item.maps[kind] for kind in self.kinds})
+            entry["path"] = item.rel
+            files.append(entry)
+        return files
+
     def __getitem__(self, index: int) -> dict[str, Any]:
         item = self._items[index]
-        labels = self._labels(item)
-        maps = {kind: self._read_map(item, kind) for kind in self.kinds}
+        raw = self._raw_labels(item)
+        labels = raw if self.mask_values == "raw" else self._as_classes(raw, item.mask_type)
+        maps = {kind: _map_array(self._read_map(item, kind), kind) for kind in self.kinds}
         image = (
             None if item.image is None else _read_image(item.image, labels.ndim, self.max_pixels)
         )
+        shape = labels.shape
         labels, image = _match_map_shape(labels, image, maps, item.rel)
         sample: dict[str, Any] = {"mask": labels}
         if image is not None:
             sample["image"] = image
+        if self.labels:
+            sample["labels"] = _resized_labels(raw, labels.shape) if shape != labels.shape else raw
+            sample["labels"] = sample["labels"].astype(np.int64)
         if len(self.kinds) == 1:
             sample["weight"] = maps[self.kinds[0]]
-        else:
+        elif self.kinds:
             sample.update({f"weight_{kind}": array for kind, array in maps.items()})
         if self.transform is not None:
+            keys = list(sample)
             sample = dict(self.transform(**sample))
+            _check_transformed(sample, keys, self._channel_keys(), item.rel)
         return self._to_tensors(sample, item.rel)
 
     def _read_map(self, item: _Item, kind: str) -> np.ndarray:
@@ -368,14 +424,17 @@ class WeightMapDataset(Dataset):
             f"Regenerate with: {self._command()}"
         )
 
-    def _labels(self, item: _Item) -> np.ndarray:
+    def _channel_keys(self) -> set[str]:
+        """Sample keys whose last axis is channels: the image, maps with classes."""
+        named = {self.kinds[0]: "weight"} if len(self.kinds) == 1 else {}
+        return {"image"} | {
+            named.get(kind, f"weight_{kind}") for kind in self.kinds if REGISTRY[kind].class_axis
+        }
+
+    def _raw_labels(self, item: _Item) -> np.ndarray:
         if "target" in item.maps:
-            labels = self._read_map(item, "target")
-        else:
-            labels = read_mask(item.mask, max_pixels=self.max_pixels)
-        if self.mask_values == "raw":
-            return labels
-        return self._as_classes(labels, item.mask_type)
+            return self._read_map(item, "target")
+        return read_mask(item.mask, max_pixels=self.max_pixels)
 
     def _as_classes(self, labels: np.ndarray, mask_type: str | None) -> np.ndarray:
         ignore_value = self.manifest_settings.get("ignore_value")
@@ -385,14 +444,18 @@ class WeightMapDataset(Dataset):
                 mask_type = infer_mask_type(labels, ignore_value=ignore_value)
             except MaskTypeError:
                 mask_type = "semantic"
+        ignored = ignore is not None and bool(ignore.any())
         if mask_type in ("binary", "instance"):
             valid = labels if ignore is None else labels[~ignore]
             top = float(valid.max()) if valid.size else 0.0
             # Binary masks are thresholded at half their maximum, as generate does.
-            classes = (labels > top / 2 if mask_type == "binary" else labels != 0).astype(np.int64)
+            foreground = labels > top / 2 if mask_type == "binary" else labels != 0
+            dtype = labels.dtype if labels.dtype.kind in "iu" else np.dtype(np.uint8)
+            classes = foreground.astype(_holding(dtype, self.ignore_index if ignored else 0))
         else:
-            classes = labels.astype(np.int64)
-        if ignore is not None:
+            dtype = labels.dtype if labels.dtype.kind in "iu" else np.dtype(np.int64)
+            classes = labels.astype(_holding(dtype, self.ignore_index if ignored else 0))
+        if ignored:
             classes[ignore] = self.ignore_index
         return classes
 
@@ -402,11 +465,40 @@ class WeightMapDataset(Dataset):
             image = np.asarray(sample["image"], dtype=np.float32)
             out["image"] = torch.from_numpy(np.ascontiguousarray(np.moveaxis(image, -1, 0)))
         out["mask"] = torch.from_numpy(np.ascontiguousarray(sample["mask"], dtype=np.int64))
+        if self.labels:
+            out["labels"] = torch.from_numpy(np.ascontiguousarray(sample["labels"], np.int64))
         if len(self.kinds) == 1:
-            out["weight"] = _float_tensor(sample["weight"])
-        else:
-            out["weights"] = {kind: _float_tensor(sample[f"weight_{kind}"]) for kind in self.kinds}
+            out["weight"] = _map_tensor(sample["weight"], self.kinds[0])
+        elif self.kinds:
+            out["weights"] = {k: _map_tensor(sample[f"weight_{k}"], k) for k in self.kinds}
         return out
+
+
+def _holding(dtype: np.dtype, value: int) -> np.dtype:
+    """``dtype``, widened just enough to hold ``value`` (uint8 and -100 give int16)."""
+    if np.can_cast(np.min_scalar_type(value), dtype):
+        return np.dtype(dtype)
+    return np.promote_types(dtype, np.min_scalar_type(value))
+
+
+def _check_transformed(
+    sample: Mapping[str, Any], keys: Sequence[str], channel_keys: set[str], rel: str
+) -> None:
+    """Every array the transform was given comes back, all of one spatial shape
+    (``channel_keys``: the arrays whose last axis is channels, not space)."""
+    missing = [key for key in keys if key not in sample]
+    if missing:
+        raise ValueError(f"{rel}: the transform returned no {', '.join(missing)}")
+    shapes = {
+        key: tuple(np.shape(sample[key]))[: -1 if key in channel_keys else None] for key in keys
+    }
+    if len(set(shapes.values())) > 1:
+        listed = ", ".join(f"{key} {shape}" for key, shape in shapes.items())
+        raise ValueError(
+            f"{rel}: after the transform the spatial shapes differ ({listed}; image without "
+            "its channel axis): a transform must resample the image, the mask and every map "
+            "alike (albumentations: declare the maps in additional_targets)"
+        )
 
 
 def _flag(name: str, value: Any) -> list[str]:
@@ -427,6 +519,28 @@ def _number(value: Any) -> str:
 
 def _float_tensor(array: Any) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
+
+
+def _map_array(array: np.ndarray, kind: str) -> np.ndarray:
+    """A map as the transforms take it: float32 (an integer map, a skeleton, in its
+    own dtype), and a ``(K, *spatial)`` map channel-last, ``(*spatial, K)``."""
+    if np.dtype(REGISTRY[kind].dtype).kind == "f":
+        array = array.astype(np.float32, copy=False)
+    return np.moveaxis(array, 0, -1) if REGISTRY[kind].class_axis else array
+
+
+def _map_tensor(array: Any, kind: str) -> torch.Tensor:
+    """A map as a float32 tensor, a class axis first again: ``(K, *spatial)``."""
+    if REGISTRY[kind].class_axis:
+        array = np.moveaxis(np.asarray(array), -1, 0)
+    return _float_tensor(array)
+
+
+def _resized_labels(labels: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    from skimage.transform import resize
+
+    resized = resize(labels, shape, order=0, preserve_range=True, anti_aliasing=False)
+    return resized.astype(labels.dtype)
 
 
 def _read_regular(path: str, limit: int | None) -> bytes | None:
@@ -456,35 +570,24 @@ def _size_problem(path: str, written: _Written) -> str | None:
     return None
 
 
-def _read_tiff(path: str | io.BytesIO, max_pixels: int) -> np.ndarray:
-    """A TIFF's first image, as ``tifffile.imread``, after checking its header's
-    pixel count (samples not counted): a header claiming 60000^2 pixels
-    would otherwise be allocated and decoded."""
-    import tifffile
-
-    with tifffile.TiffFile(path) as tif:
-        series = tif.series[0]
-        pixels = math.prod(
-            n for n, axis in zip(series.shape, series.axes, strict=True) if axis != "S"
-        )
-        if pixels > max_pixels:
-            raise ValueError(
-                f"{path}: has {pixels} pixels, more than the limit of {max_pixels} (max_pixels)"
-            )
-        return tif.asarray()
-
-
 def _read_map(source: str | io.BytesIO, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    return _read_tiff(source, max_pixels)
+    return read_tiff_checked(source, max_pixels)[0]
 
 
 def _read_image(path: str, ndim: int, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Image as ``(*spatial, C)``: grey images get a channel axis of 1."""
     suffix = Path(path).suffix.lower()
     if suffix == ".npy":
-        image = np.load(path, allow_pickle=False)
+        # Mapped first: the header's shape is checked before any pixel is read.
+        mapped = np.load(path, mmap_mode="r", allow_pickle=False)
+        pixels = math.prod(mapped.shape[:ndim])
+        if pixels > max_pixels:
+            raise ValueError(
+                f"{path}: has {pixels} pixels, more than the limit of {max_pixels} (max_pixels)"
+            )
+        image = np.array(mapped)
     elif suffix in (".tif", ".tiff"):
-        image = _read_tiff(path, max_pixels)
+        image = read_tiff_checked(path, max_pixels)[0]
     else:
         from PIL import Image
 
@@ -505,18 +608,19 @@ def _match_map_shape(
     maps: Mapping[str, np.ndarray],
     rel: str,
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    shapes = {array.shape for array in maps.values()}
+    # Spatial shapes: a signed distance map's classes are its last axis here.
+    shapes = {array.shape[: labels.ndim] for array in maps.values()}
     if len(shapes) > 1:
         raise ValueError(f"{rel}: maps of different shapes {sorted(shapes)}; load them apart")
-    (shape,) = shapes
     if image is not None and image.shape[:-1] != labels.shape:
         raise ValueError(f"{rel}: image shape {image.shape[:-1]} differs from mask {labels.shape}")
+    (shape,) = shapes or {labels.shape}
     if shape == labels.shape:
         return labels, image
     from skimage.transform import resize
 
-    labels = resize(labels, shape, order=0, preserve_range=True, anti_aliasing=False)
-    labels = labels.astype(np.int64)
+    resized = resize(labels, shape, order=0, preserve_range=True, anti_aliasing=False)
+    labels = resized.astype(labels.dtype)
     if image is not None:
         image = resize(
             image, (*shape, image.shape[-1]), order=1, preserve_range=True, anti_aliasing=False

@@ -9,16 +9,29 @@ map in the mapping's order. Every panel has its caption above it; each map
 panel has a vertical colour bar on its right with the map's maximum written at
 the top and its minimum at the bottom. An optional title line (which also
 names the slice of a 3-D input) runs across the top.
+
+Each map kind says how it is drawn (:attr:`weightmaps.kinds.MapKind.preview`,
+gathered by :func:`map_panels`): weights in viridis, a signed distance map in
+a diverging map that is white at 0 (on the contour), a skeleton over the mask.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-__all__ = ["NAN_COLOUR", "VIRIDIS_ANCHORS", "label_colours", "render_preview"]
+__all__ = [
+    "DIVERGING_ANCHORS",
+    "NAN_COLOUR",
+    "OVERLAY_COLOUR",
+    "VIRIDIS_ANCHORS",
+    "label_colours",
+    "map_panels",
+    "render_preview",
+]
 
 # viridis (matplotlib) sampled at 10 evenly spaced points. Linear
 # interpolation between these stays within a few RGB units of the full
@@ -39,6 +52,15 @@ VIRIDIS_ANCHORS = np.array(
     dtype=np.uint8,
 )
 VIRIDIS_ANCHORS.flags.writeable = False
+
+# Blue below 0, white at 0, red above (ColorBrewer's RdBu ends and middle):
+# a signed distance map's contour is the white line between the two.
+DIVERGING_ANCHORS = np.array([[0x21, 0x66, 0xAC], [0xF7, 0xF7, 0xF7], [0xB2, 0x18, 0x2B]], np.uint8)
+DIVERGING_ANCHORS.flags.writeable = False
+
+# A skeleton drawn over the mask: a colour no label gets (labels are
+# saturated and bright, this is pure yellow) and not the NaN magenta.
+OVERLAY_COLOUR = (255, 255, 0)
 
 # NaN in a weight map is a bug upstream; magenta is in neither viridis nor
 # the grey scale, so it cannot pass for a legitimate value.
@@ -117,17 +139,79 @@ def _hsv_to_rgb(h: np.ndarray, s: np.ndarray, v: np.ndarray) -> np.ndarray:
     return np.round(np.stack([r, g, b], axis=-1) * 255.0).astype(np.uint8)
 
 
-def _viridis(t: np.ndarray) -> np.ndarray:
-    """RGB of values in [0, 1]; NaN becomes ``NAN_COLOUR``."""
-    xp = np.linspace(0.0, 1.0, len(VIRIDIS_ANCHORS))
+def _colours(t: np.ndarray, anchors: np.ndarray) -> np.ndarray:
+    """RGB of values in [0, 1] between ``anchors``; NaN becomes ``NAN_COLOUR``."""
+    xp = np.linspace(0.0, 1.0, len(anchors))
     nan = np.isnan(t)
     t = np.where(nan, 0.0, t)
-    rgb = np.stack(
-        [np.interp(t, xp, VIRIDIS_ANCHORS[:, c].astype(np.float64)) for c in range(3)], axis=-1
-    )
+    rgb = np.stack([np.interp(t, xp, anchors[:, c].astype(np.float64)) for c in range(3)], -1)
     rgb = np.round(rgb).astype(np.uint8)
     rgb[nan] = NAN_COLOUR
     return rgb
+
+
+def _viridis(t: np.ndarray) -> np.ndarray:
+    """RGB of values in [0, 1]; NaN becomes ``NAN_COLOUR``."""
+    return _colours(t, VIRIDIS_ANCHORS)
+
+
+def _diverging(t: np.ndarray) -> np.ndarray:
+    """RGB of values in [0, 1], white at 0.5; NaN becomes ``NAN_COLOUR``."""
+    return _colours(t, DIVERGING_ANCHORS)
+
+
+def _symmetric(values: np.ndarray) -> tuple[np.ndarray, float, float]:
+    """Values mapped to [0, 1] with 0 at 0.5, from their largest finite magnitude."""
+    v = np.asarray(values, dtype=np.float64)
+    finite = np.isfinite(v)
+    reach = float(np.abs(v[finite]).max()) if finite.any() else 0.0
+    if reach > 0:
+        norm = np.clip(0.5 + 0.5 * (v / reach), 0.0, 1.0)  # -inf and +inf at the ends
+    else:
+        norm = np.where(v > 0, 1.0, np.where(v < 0, 0.0, 0.5))
+    norm[np.isnan(v)] = np.nan
+    return norm, -reach if reach else 0.0, reach
+
+
+def _overlay(mask_rgb: np.ndarray, on: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """The mask (dimmed) with the map's nonzero pixels over it; a thin line
+    survives shrinking (any of its pixels under a screen pixel shows)."""
+    shown = _resize_smooth((on != 0).astype(np.float64), size) > 0
+    panel = (mask_rgb // 2).astype(np.uint8)
+    panel[shown] = OVERLAY_COLOUR
+    return panel
+
+
+def map_panels(
+    maps: Mapping[str, np.ndarray],
+) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """Maps by kind as preview panels and their styles, by each kind's drawing rule.
+
+    A map with a class axis (a signed distance map, ``(K, *spatial)``) gives
+    one panel per class (``"sdf[0]"`` ...; ``"sdf"`` for one); names that are
+    not registered kinds are drawn in viridis.
+
+    Examples
+    --------
+    >>> panels, styles = map_panels({"unet": np.ones((4, 4)), "sdf": np.zeros((2, 4, 4))})
+    >>> list(panels), styles["sdf[1]"]
+    (['unet', 'sdf[0]', 'sdf[1]'], 'diverging')
+    """
+    from weightmaps.kinds import REGISTRY
+
+    panels: dict[str, np.ndarray] = {}
+    styles: dict[str, str] = {}
+    for name, array in maps.items():
+        kind = REGISTRY.get(name)
+        style = "sequential" if kind is None else kind.preview
+        if kind is not None and kind.class_axis:
+            channels = np.asarray(array)
+            for k, channel in enumerate(channels):
+                caption = name if len(channels) == 1 else f"{name}[{k}]"
+                panels[caption], styles[caption] = channel, style
+        else:
+            panels[name], styles[name] = array, style
+    return panels, styles
 
 
 def _normalise(values: np.ndarray) -> tuple[np.ndarray, float, float]:
@@ -299,6 +383,7 @@ def render_preview(
     title: str | None = None,
     panel_size: int | None = 256,
     slice_index: int | None = None,
+    styles: Mapping[str, str] | None = None,
 ) -> np.ndarray:
     """Draw a mask and its weight maps side by side as one RGB picture.
 
@@ -337,6 +422,14 @@ def render_preview(
         3-D only: the index along axis 0 of the slice drawn for mask, image
         and maps alike (negative counts from the end). Default ``D // 2``.
         The title line says ``z=<index>/<D>`` (index counted from 0).
+    styles : mapping of str to str, optional
+        How a map is drawn, by caption (default ``"sequential"``, as above):
+        ``"diverging"`` from blue (``-m``) through white (0) to red (``+m``),
+        ``m`` its largest finite magnitude, with the bar labelled ``-m`` and
+        ``+m`` (a signed distance map: white on the contour);
+        ``"overlay"`` its nonzero pixels in ``OVERLAY_COLOUR`` over the mask
+        drawn at half brightness, no bar (a skeleton). :func:`map_panels`
+        gives them by kind.
 
     Returns
     -------
@@ -386,6 +479,10 @@ def render_preview(
             )
     if panel_size is not None and panel_size < 1:
         raise ValueError(f"panel_size must be at least 1 or None, got {panel_size}")
+    styles = dict(styles or {})
+    unknown = sorted({v for v in styles.values()} - {"sequential", "diverging", "overlay"})
+    if unknown:
+        raise ValueError(f"unknown preview styles {unknown}: sequential, diverging or overlay")
 
     header = [title] if title else []
     if mask.ndim == 3:
@@ -406,14 +503,19 @@ def render_preview(
     size = _fit(mask2d.shape, panel_size)
     text = _Text()
 
-    # Each tile: caption, panel, and for a map its bar and labels.
-    tiles: list[tuple[str, np.ndarray, tuple[str, str] | None]] = []
+    # Each tile: caption, panel, and for a map its bar's labels and colours.
+    tiles: list[tuple[str, np.ndarray, tuple[str, str] | None, Any]] = []
     if image2d is not None:
-        tiles.append(("image", _image_panel(image2d, size), None))
+        tiles.append(("image", _image_panel(image2d, size), None, None))
     mask_rgb = _resize_nearest(_colour_mask(mask2d, _mask_mode(mask)), size)
-    tiles.append(("mask", mask_rgb, None))
+    tiles.append(("mask", mask_rgb, None, None))
     for name, m in arrays.items():
-        norm, vmin, vmax = _normalise(m)
+        style = styles.get(name, "sequential")
+        if style == "overlay":
+            tiles.append((name, _overlay(mask_rgb, m, size), None, None))
+            continue
+        colour = _diverging if style == "diverging" else _viridis
+        norm, vmin, vmax = _symmetric(m) if style == "diverging" else _normalise(m)
         notes = []
         if m.dtype.kind == "f":
             if np.isnan(m).any():
@@ -421,15 +523,14 @@ def render_preview(
             if np.isinf(m).any():
                 notes.append("inf")
         caption = f"{name} [{', '.join(notes)}]" if notes else name
-        tiles.append(
-            (caption, _viridis(_resize_smooth(norm, size)), (_format(vmin), _format(vmax)))
-        )
+        labels = (_format(vmin), _format(vmax))
+        tiles.append((caption, colour(_resize_smooth(norm, size)), labels, colour))
 
     # The bar must fit both labels even when the panel is only a few pixels
     # tall (panel_size=None on a tiny slice, or a very flat slice).
     content_h = max(size[0], 2 * text.height + _LINE_GAP)
     widths = []
-    for caption, panel, labels in tiles:
+    for caption, panel, labels, _ in tiles:
         w = panel.shape[1]
         if labels is not None:
             w += _BAR_GAP + _BAR_WIDTH + _LABEL_GAP + max(text.width(s) for s in labels)
@@ -447,16 +548,16 @@ def render_preview(
     canvas = np.empty((height, width, 3), np.uint8)
     canvas[...] = _BACKGROUND
     t = np.linspace(1.0, 0.0, content_h)  # maximum at the top of the bar
-    bar = np.broadcast_to(_viridis(t)[:, None, :], (content_h, _BAR_WIDTH, 3))
     labels_at: list[tuple[int, int, str]] = []
     captions_at: list[tuple[int, str]] = []
     x = _MARGIN
-    for (caption, panel, labels), w in zip(tiles, widths, strict=True):
+    for (caption, panel, labels, colour), w in zip(tiles, widths, strict=True):
         ph, pw = panel.shape[:2]
         canvas[panels_top : panels_top + ph, x : x + pw] = panel
         captions_at.append((x, caption))
         if labels is not None:
             bx = x + pw + _BAR_GAP
+            bar = np.broadcast_to(colour(t)[:, None, :], (content_h, _BAR_WIDTH, 3))
             canvas[panels_top : panels_top + content_h, bx : bx + _BAR_WIDTH] = bar
             lx = bx + _BAR_WIDTH + _LABEL_GAP
             labels_at.append((lx, panels_top + content_h - text.height, labels[0]))

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from weightmaps.kernels.class_balance import ClassCounts
-from weightmaps.kinds import KINDS, REGISTRY, MapContext
+from weightmaps.kinds import DEFAULT_KINDS, KINDS, REGISTRY, MapContext
 from weightmaps.masktype import MaskTypeError
 from weightmaps.prepare import PreparedMask, prepare_array, prepare_volume
 
@@ -64,7 +64,7 @@ def compute_maps(
     mask: np.ndarray,
     settings: Any,
     *,
-    kinds: Sequence[str] = KINDS,
+    kinds: Sequence[str] = DEFAULT_KINDS,
     spacing: Sequence[float] | None = None,
     dataset_counts: ClassCounts | None = None,
 ) -> MaskMaps:
@@ -77,7 +77,8 @@ def compute_maps(
     settings : MapSettings
         Parameters of every kind.
     kinds : sequence of str
-        Which maps to compute (names of :data:`weightmaps.kinds.KINDS`).
+        Which maps to compute (names of :data:`weightmaps.kinds.KINDS`;
+        default :data:`~weightmaps.kinds.DEFAULT_KINDS`).
     spacing : sequence of float, optional
         Pixel size per axis for the distance-based maps (already resolved
         from ``settings.spacing``).
@@ -88,7 +89,9 @@ def compute_maps(
     Returns
     -------
     MaskMaps
-        The mask type, a float32 map per kind, the carved target when
+        The mask type, a map per kind (its kind's dtype and shape: float32
+        ``(*spatial)`` but for ``(K, *spatial)`` signed distance maps and
+        uint8 skeletons), the carved target when
         touching instances were separated, and this mask's class counts.
 
     Examples
@@ -114,7 +117,7 @@ def compute_prepared(
     prepared: PreparedMask,
     settings: Any,
     *,
-    kinds: Sequence[str] = KINDS,
+    kinds: Sequence[str] = DEFAULT_KINDS,
     spacing: Sequence[float] | None = None,
     dataset_counts: ClassCounts | None = None,
 ) -> MaskMaps:
@@ -143,7 +146,7 @@ def compute_maps_batch(
     prepared: Sequence[PreparedMask],
     settings: Any,
     *,
-    kinds: Sequence[str] = KINDS,
+    kinds: Sequence[str] = DEFAULT_KINDS,
     spacing: Sequence[float] | None = None,
     dataset_counts: ClassCounts | None = None,
     device: Any = None,
@@ -206,9 +209,12 @@ def compute_maps_batch(
                         done = kind.compute(prepared[i], settings, mask_context)
                     results[i].maps[name] = done
                 continue
-            host = kind.compute_batch(batch, settings, context).cpu().numpy()
+            computed = kind.compute_batch(batch, settings, context)
+            # One (B, ...) tensor, or one tensor per mask where maps differ in shape.
+            host = computed.cpu().numpy() if hasattr(computed, "cpu") else computed
             for j, i in enumerate(members):
-                results[i].maps[name] = host[j]
+                done = host[j]
+                results[i].maps[name] = done if isinstance(done, np.ndarray) else done.cpu().numpy()
     for result in results:
         result.maps = {k: result.maps[k] for k in names}
     return results
@@ -218,12 +224,12 @@ def volume_refusal(settings: Any, kinds: Sequence[str]) -> str | None:
     """Why these settings cannot make these maps of a chunked volume, or None."""
     for name in _ordered(kinds):
         kind = REGISTRY[name]
-        if kind.compute_volume is None:
-            return f"{name} maps are not computed for chunked volumes"
         if kind.volume_refusal is not None:
             reason = kind.volume_refusal(settings)
             if reason is not None:
                 return reason
+        if kind.compute_volume is None:
+            return f"{name} maps are not computed for chunked volumes"
     return None
 
 
@@ -231,7 +237,7 @@ def compute_volume_maps(
     volume: Any,
     settings: Any,
     *,
-    kinds: Sequence[str] = KINDS,
+    kinds: Sequence[str] = DEFAULT_KINDS,
     spacing: Sequence[float] | None = None,
     dataset_counts: ClassCounts | None = None,
 ) -> tuple[PreparedMask, dict[str, Any]]:

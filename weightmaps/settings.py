@@ -97,12 +97,17 @@ def _post_init(self: Any) -> None:
     for name, param in PARAMS.items():
         if param.check is not None:
             param.check(getattr(self, name))
+    for kind in REGISTRY.values():
+        if kind.check_settings is not None:
+            kind.check_settings(self)
 
 
 def kind_params(self: Any, kind: str) -> dict[str, Any]:
     """The settings a map kind depends on (JSON-ready), for staleness checks.
 
-    ``"target"`` (the carved mask) depends on the shared settings only.
+    ``"target"`` (the carved mask) depends on the shared settings only. A
+    parameter declared ``omit_at_default`` is left out while at its default,
+    so maps made before it existed keep their digest.
     """
     shared = {
         "mask_type": self.mask_type,
@@ -117,7 +122,11 @@ def kind_params(self: Any, kind: str) -> dict[str, Any]:
         uses = REGISTRY[kind].uses
     else:
         raise ValueError(f"unknown map kind {kind!r}")
-    own = {PARAMS[name].record_key: jsonable(getattr(self, name)) for name in uses}
+    own = {
+        PARAMS[name].record_key: jsonable(getattr(self, name))
+        for name in uses
+        if not (PARAMS[name].omit_at_default and getattr(self, name) == PARAMS[name].default)
+    }
     return {"kind": kind, **shared, **own}
 
 

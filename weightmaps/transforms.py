@@ -17,13 +17,17 @@ taking keyword numpy arrays and returning a new dict with the same keys.
     ``(*spatial)`` or ``(*spatial, C)``: spatial axes first, an optional
     trailing channel axis (channel-last, as in albumentations). Resampled
     linearly (order 1).
-any other key (``weight``, ``weight_unet``, ``weight_edge``, ...)
-    A float map of shape ``(*spatial)``, resampled linearly (order 1).
+any other key (``weight``, ``weight_unet``, ``weight_sdf``, ``labels``, ...)
+    A map of shape ``(*spatial)`` or ``(*spatial, C)`` (a trailing channel
+    axis, as a signed distance map's classes). A float map is resampled
+    linearly (order 1); an integer or boolean map (a skeleton, instance
+    labels) by nearest neighbour, as the mask, keeping its dtype.
 
 Any key may be missing (no image, no maps), but the spatial axes must be
-known, so a sample needs a ``mask`` or at least one map. All arrays must share
+known, so a sample needs a ``mask`` or at least one map (with a map that has
+a channel axis, a ``mask``). All arrays must share
 the same spatial shape, otherwise ``ValueError`` names the shapes. Dtypes are
-kept, except that resampled integer or float16 maps become float32 (integer
+kept, except that resampled float16 maps become float32 (integer
 images are rounded back to their dtype). Arrays that a transform leaves
 unchanged may be returned as they are, not copied; no transform writes into
 its input.
@@ -37,15 +41,21 @@ all arrays. There is no anti-aliasing: it costs a Gaussian filter per call,
 the mask cannot be anti-aliased anyway, and for the default scales (0.75 to
 1.25) aliasing is mild. Values are not rescaled (``preserve_range``).
 
-Resampling a weight map is an approximation of recomputing it at the new
-size. The U-Net border term depends on distances in pixels, which a rescale
-stretches, and the edge map (``edge_weight_map``) depends on resolution in
-particular: its window is ``kernel_size`` pixels of the mask it is computed
-on, as F3Net and PraNet compute it on the mask already resized to the training
-size. Flips, 90-degree rotations and crops move pixels without resampling and
-are exact. When the training size is fixed, resize the mask first and compute
-the edge map at that size in the generate step, rather than resizing a map
-computed at the native size.
+Resampling a weight map is an approximation of recomputing it at the new size,
+and a deformation (:class:`RandomElastic`) more so: a distance map warped with
+its mask is not the distance map of the warped mask, since distances stretch
+and shrink with the warp (a signed distance map is then no longer a distance:
+its gradient leaves 1), and a skeleton resampled by nearest neighbour may
+break or thicken. For deformations, compute the maps from the augmented labels
+per batch instead (:class:`weightmaps.recompute.RecomputeMaps`). The U-Net
+border term depends on distances in pixels, which a rescale stretches, and the
+edge map (``edge_weight_map``) depends on resolution in particular: its window
+is ``kernel_size`` pixels of the mask it is computed on, as F3Net and PraNet
+compute it on the mask already resized to the training size. Flips, 90-degree
+rotations and crops move pixels without resampling and are exact. When the
+training size is fixed, resize the mask first and compute the edge map at that
+size in the generate step, rather than resizing a map computed at the native
+size.
 
 Randomness
 ----------
@@ -113,6 +123,7 @@ from scipy import ndimage as ndi
 __all__ = [
     "Compose",
     "RandomCrop",
+    "RandomElastic",
     "RandomFlip",
     "RandomRescale",
     "RandomRot90",
@@ -154,9 +165,9 @@ def _check_sample(sample: dict[str, Any]) -> tuple[Sample, int, tuple[int, ...]]
     nd = _spatial_ndim(arrays)
     shapes = {}
     for key, arr in arrays.items():
-        allowed = (nd, nd + 1) if key == _IMAGE else (nd,)
+        allowed = (nd,) if key == _MASK else (nd, nd + 1)
         if arr.ndim not in allowed:
-            kind = "(*spatial) or (*spatial, C)" if key == _IMAGE else "(*spatial)"
+            kind = "(*spatial)" if key == _MASK else "(*spatial) or (*spatial, C)"
             raise ValueError(
                 f"{key!r} has shape {arr.shape}, expected {kind} with {nd} spatial axes"
             )
@@ -167,11 +178,13 @@ def _check_sample(sample: dict[str, Any]) -> tuple[Sample, int, tuple[int, ...]]
     return arrays, nd, next(iter(shapes.values()))
 
 
-def _role(key: str) -> str:
+def _role(key: str, arr: np.ndarray | None = None) -> str:
     if key == _IMAGE:
         return "image"
     if key == _MASK:
         return "mask"
+    if arr is not None and (arr.dtype == bool or np.issubdtype(arr.dtype, np.integer)):
+        return "labels"  # an integer map: nearest, as the mask
     return "map"
 
 
@@ -231,13 +244,14 @@ def _zoom(arr: np.ndarray, out_shape: tuple[int, ...], role: str) -> np.ndarray:
         return arr
     factors = [o / i for o, i in zip(out_shape, arr.shape[:nd], strict=True)]
     factors += [1.0] * (arr.ndim - nd)  # channel axis untouched
-    if role == "mask":
+    if role in ("mask", "labels"):
         # Nearest keeps the dtype and never invents a label.
         out = ndi.zoom(arr, factors, order=0, mode="nearest", grid_mode=True)
     else:
         # zoom computes in float64; float16 and integer inputs come out float32.
         float_dtype = arr.dtype if arr.dtype in (np.float32, np.float64) else np.float32
-        out = ndi.zoom(arr, factors, order=1, mode="nearest", grid_mode=True, output=float_dtype)
+        source = arr.astype(np.float32) if arr.dtype == np.float16 else arr  # zoom has no float16
+        out = ndi.zoom(source, factors, order=1, mode="nearest", grid_mode=True, output=float_dtype)
         if role == "image" and not np.issubdtype(arr.dtype, np.floating):
             # Linear interpolation stays within the input range: rounding is enough.
             out = np.rint(out).astype(arr.dtype)
@@ -525,7 +539,7 @@ class RandomRescale:
         out_shape = tuple(
             max(1, round(n * factor)) if axis in axes else n for axis, n in enumerate(shape)
         )
-        return {k: _zoom(a, out_shape, _role(k)) for k, a in arrays.items()}
+        return {k: _zoom(a, out_shape, _role(k, a)) for k, a in arrays.items()}
 
     def __repr__(self) -> str:
         return f"RandomRescale(scale={self.scale}, p={self.p}, axes={self.axes})"
@@ -557,7 +571,103 @@ class Resize:
     def __call__(self, **sample: np.ndarray) -> Sample:
         arrays, nd, _ = _check_sample(sample)
         out_shape = _per_axis(self.size, nd, "size")
-        return {k: _zoom(a, out_shape, _role(k)) for k, a in arrays.items()}
+        return {k: _zoom(a, out_shape, _role(k, a)) for k, a in arrays.items()}
 
     def __repr__(self) -> str:
         return f"Resize({self.size})"
+
+
+def _warp(arr: np.ndarray, coords: np.ndarray, role: str) -> np.ndarray:
+    """Sample ``arr`` at ``coords`` (one row per spatial axis), channel by channel."""
+    nd = coords.shape[0]
+    nearest = role in ("mask", "labels")
+    dtype = arr.dtype if nearest or arr.dtype in (np.float32, np.float64) else np.float32
+    channels = arr.reshape(*arr.shape[:nd], -1)
+    if channels.dtype == np.float16:  # map_coordinates has no float16
+        channels = channels.astype(np.float32)
+    out = np.empty(coords.shape[1:] + (channels.shape[-1],), dtype)
+    for c in range(channels.shape[-1]):
+        ndi.map_coordinates(
+            channels[..., c], coords, out[..., c], order=0 if nearest else 1, mode="nearest"
+        )
+    out = out.reshape(coords.shape[1:] + arr.shape[nd:])
+    if role == "image" and not np.issubdtype(arr.dtype, np.floating):
+        out = np.rint(out).astype(arr.dtype)
+    elif role == "image":
+        out = out.astype(arr.dtype, copy=False)
+    return out
+
+
+class RandomElastic:
+    """A smooth random deformation, as the U-Net paper trained with.
+
+    Random displacement vectors on a coarse ``grid`` (3 x 3 in the paper),
+    drawn from a Gaussian of ``std`` pixels, interpolated to every pixel by
+    cubic splines; each array is then sampled at the displaced positions
+    (image and float maps linearly, mask and integer maps by nearest
+    neighbour; positions outside are clamped to the edge).
+
+    The maps are only warped, not recomputed: see the module docstring on
+    what that does to a distance map, and
+    :class:`weightmaps.recompute.RecomputeMaps` for maps made from the
+    warped labels instead.
+
+    Parameters
+    ----------
+    grid : int
+        Coarse grid points per axis (>= 2).
+    std : float
+        Standard deviation of the coarse displacements, in pixels.
+    p : float
+        Probability of deforming at all.
+    axes : sequence of int, optional
+        Spatial axes displaced; all when ``None`` (``(-2, -1)``: in-plane
+        only, in a 3D stack).
+    generator : torch.Generator, optional
+        Source of randomness; torch's default generator when ``None``.
+
+    Examples
+    --------
+    >>> import numpy as np, torch
+    >>> mask = np.zeros((32, 32), np.uint8); mask[8:24, 8:24] = 1
+    >>> out = RandomElastic(std=4.0, generator=torch.Generator().manual_seed(0))(mask=mask)
+    >>> out["mask"].shape, out["mask"].dtype, sorted(np.unique(out["mask"]).tolist())
+    ((32, 32), dtype('uint8'), [0, 1])
+    """
+
+    def __init__(
+        self,
+        grid: int = 3,
+        std: float = 10.0,
+        p: float = 1.0,
+        *,
+        axes: Sequence[int] | None = None,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        if int(grid) < 2:
+            raise ValueError(f"grid must be at least 2, got {grid}")
+        if not std >= 0:
+            raise ValueError(f"std must be >= 0, got {std}")
+        self.grid = int(grid)
+        self.std = float(std)
+        self.p = _check_p(p)
+        self.axes = None if axes is None else tuple(int(a) for a in axes)
+        self.generator = generator
+
+    def __call__(self, **sample: np.ndarray) -> Sample:
+        arrays, nd, shape = _check_sample(sample)
+        axes = tuple(range(nd)) if self.axes is None else _normalize_axes(self.axes, nd, "elastic")
+        apply = _rand(self.generator) < self.p
+        # Drawn whether applied or not, so p does not shift later draws.
+        coarse = torch.randn((len(axes),) + (self.grid,) * nd, generator=self.generator)
+        if not apply:
+            return arrays
+        coords = np.indices(shape, dtype=np.float64)
+        factors = [n / self.grid for n in shape]
+        for i, axis in enumerate(axes):
+            field = coarse[i].double().numpy() * self.std
+            coords[axis] += ndi.zoom(field, factors, order=3, mode="nearest", grid_mode=False)
+        return {k: _warp(a, coords, _role(k, a)) for k, a in arrays.items()}
+
+    def __repr__(self) -> str:
+        return f"RandomElastic(grid={self.grid}, std={self.std}, p={self.p}, axes={self.axes})"

@@ -146,12 +146,18 @@ def write_tiff_atomic(
     hasher: Any = None,
     compression: str = DEFAULT_COMPRESSION,
     threads: int = 1,
+    class_axis: bool = False,
 ) -> int:
     """Write a 2-D image or 3-D stack as a compressed TIFF, atomically.
 
     3-D stacks of uint8, uint16 or float32 are written in ImageJ's format
     (Fiji and napari read them as a stack with its slice spacing); the
-    resolution tags carry the y/x pixel size.
+    resolution tags carry the y/x pixel size. With ``class_axis`` the array
+    is ``(K, H, W)`` or ``(K, D, H, W)``, one channel per class, written
+    with its axes (``CYX``, ``CZYX``) in tifffile's shaped format:
+    ``tifffile.imread`` gives back that shape, a single class included
+    (an ImageJ hyperstack would drop an axis of one), and Fiji opens it as
+    a stack of its ``K`` (times ``D``) planes.
 
     Parameters
     ----------
@@ -176,6 +182,8 @@ def write_tiff_atomic(
         Threads compressing the strips of one large image; the caller's
         share of the cores (tifffile's own default would take half of them
         in every worker process).
+    class_axis : bool
+        The first axis of ``array`` is a class (channel) axis.
 
     Returns
     -------
@@ -198,7 +206,11 @@ def write_tiff_atomic(
     if spacing is not None:
         dy, dx = spacing[-2:]
         kwargs["resolution"] = (1.0 / dx, 1.0 / dy)
-    if array.ndim == 3 and array.dtype in _IMAGEJ_DTYPES:
+    if class_axis:
+        kwargs.update(
+            metadata={"axes": "C" + "ZYX"[3 - (array.ndim - 1) :]}, photometric="minisblack"
+        )
+    elif array.ndim == 3 and array.dtype in _IMAGEJ_DTYPES:
         metadata: dict[str, object] = {"axes": "ZYX"}
         if spacing is not None:
             metadata["spacing"] = float(spacing[0])

@@ -1,7 +1,7 @@
 """Writing a volume's maps as zarr arrays, atomically and resumably.
 
 Each map is written into a hidden ``OUT/<dir>/.<stem>.<kind>.zarr.wmtmp``
-folder (float32, the zarr default codec, the processing chunks) and renamed
+folder (the kind's dtype, the zarr default codec, the processing chunks) and renamed
 into place once complete. A temporary array left by an interrupted run is
 resumed when it was made with the same attributes (kind, parameters,
 source fingerprint, version), shape, chunks and dtype; anything else is
@@ -24,6 +24,7 @@ from weightmaps.io.names import volume_output_name
 from weightmaps.io.volume_source import VolumeReadError
 from weightmaps.io.volumes import tree_size
 from weightmaps.io.writing import TEMP_SUFFIX
+from weightmaps.kinds import REGISTRY
 
 __all__ = ["MapWriteError", "write_volume_maps"]
 
@@ -135,8 +136,9 @@ def write_volume_maps(
 ) -> tuple[dict[str, dict[str, Any]], int]:
     """Write every map of a volume in one pass: (manifest outputs, chunks kept from before).
 
-    ``maps`` are lazy dask arrays by output kind (float32 but for the carved
-    ``"target"``), written to ``OUT/<stem>.<kind>.zarr`` with ``attributes[kind]``.
+    ``maps`` are lazy dask arrays by output kind (cast to their kind's dtype;
+    the carved ``"target"`` keeps the mask's; a signed distance map has its
+    class axis first), written to ``OUT/<stem>.<kind>.zarr`` with ``attributes[kind]``.
     The maps share their graph (reading, labelling, carving), so storing them
     together computes each shared step once, and their min, max and mean come
     from the same pass when nothing was resumed.
@@ -163,8 +165,8 @@ def write_volume_maps(
                 if not folder.resolve().is_relative_to(root):
                     raise ValueError(f"output folder of {current} leads outside OUT; refused")
                 folder.mkdir(parents=True, exist_ok=True)
-            if kind != "target":
-                array = array.astype(np.float32)
+            if kind in REGISTRY:
+                array = array.astype(REGISTRY[kind].dtype)
             targets[kind] = _MapTarget(out_root, rel, kind, array, dict(attributes[kind]))
         sources, stores, regions = [], [], []
         for target in targets.values():

@@ -14,8 +14,8 @@ smoothly from about 1 at an object's edge to ``v_bal`` (the plugin's
 "foreground/background ratio"); the first term is Ronneberger et al.'s
 separation border (eq. 2 of the 2015 paper), counted per class.
 
-The plan is for this to become options of the ``unet`` map kind; it sits in
-its own module until the kinds are registered.
+It is the ``unet`` map kind with ``v_bal`` below 1 (``--v-bal``,
+``--sigma-bal``); the chunked twin is :mod:`weightmaps.kernels.falk_dask`.
 
 Defaults
 --------
@@ -38,8 +38,10 @@ Exactness: the border term is the U-Net kernel's own
 (:func:`weightmaps.kernels.nearest.add_border_term`, dropped where below ``1e-6 * w0``)
 and ``d1`` for the ``sigma_1`` term comes from
 :func:`weightmaps.kernels.nearest.nearest_two_instances` up to the distance where
-the term falls below ``1e-6 * (1 - v_bal)``; so the map equals the formula
-within ``1e-6 * (w0 + |1 - v_bal|)`` per class.
+the term falls below ``1e-6 * (1 - v_bal)``, and is dropped beyond; so the
+map equals the formula within ``1e-6 * (w0 + |1 - v_bal|)`` per class, and
+is decided by the instances within ``max(border_cutoff(sigma),
+border_cutoff(sigma_1))`` of each pixel.
 
 The plugin also carves a one-pixel gap where instances of one class touch;
 do that first with :func:`weightmaps.separate_instances` (both sides).
@@ -207,6 +209,9 @@ def unet_weight_map_falk(
             )
         if fall != 0:
             d1 = nearest_two_instances(layer, spacing=spacing, max_distance=fall_reach)[0]
+            # Cut at the reach, as the border term is: the map is then decided
+            # by instances within it (what makes a chunk with a halo exact).
+            d1[d1 >= fall_reach] = np.inf
             np.add(out, fall * np.exp(-(d1**2) / (2.0 * sigma_1**2)), out=out, casting="unsafe")
     for c, weight in weights.items():
         out[pixel_class == c] = np.float32(weight)

@@ -9,16 +9,22 @@ this registry; nothing else names a kind.
 
 from __future__ import annotations
 
-from weightmaps.kinds import balance, edge, unet
+from weightmaps.kinds import balance, distance, edge, sdf, skeleton, unet
 from weightmaps.kinds.spec import MapContext, MapKind, Param
 
-__all__ = ["KINDS", "REGISTRY", "MapContext", "MapKind", "Param", "get_kind"]
+__all__ = ["DEFAULT_KINDS", "KINDS", "REGISTRY", "MapContext", "MapKind", "Param", "get_kind"]
 
 # Order is the order of the settings' fields, of --kinds and of the outputs.
-REGISTRY: dict[str, MapKind] = {kind.name: kind for kind in (unet.KIND, edge.KIND, balance.KIND)}
+REGISTRY: dict[str, MapKind] = {
+    kind.name: kind
+    for kind in (unet.KIND, edge.KIND, balance.KIND, sdf.KIND, distance.KIND, skeleton.KIND)
+}
 
 KINDS: tuple[str, ...] = tuple(REGISTRY)
 """Names of the map kinds, in registry order."""
+
+DEFAULT_KINDS: tuple[str, ...] = tuple(name for name, kind in REGISTRY.items() if kind.default)
+"""The kinds made when none are named (``generate`` without ``--kinds``)."""
 
 
 def get_kind(name: str) -> MapKind:

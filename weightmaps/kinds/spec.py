@@ -13,7 +13,14 @@ import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Any
 
-__all__ = ["MapContext", "MapKind", "Param", "jsonable", "numbers_from_text"]
+__all__ = [
+    "PREVIEW_STYLES",
+    "MapContext",
+    "MapKind",
+    "Param",
+    "jsonable",
+    "numbers_from_text",
+]
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -46,6 +53,10 @@ class Param:
     parse : callable, optional
         Turns the command line's text into the value (``"2,0.5,0.5"``);
         raises ``ValueError`` with a message for the user.
+    omit_at_default : bool
+        Left out of the kind's recorded parameters while at its default: a
+        parameter added to a kind after maps were made with it, whose
+        default keeps the map as it was, so those maps stay current.
     """
 
     name: str
@@ -58,6 +69,7 @@ class Param:
     flag: bool = False
     cli_type: type | None = None
     parse: Callable[[str], Any] | None = None
+    omit_at_default: bool = False
 
     @property
     def record_key(self) -> str:
@@ -92,8 +104,13 @@ class MapContext:
 
 # compute(prepared, settings, context) -> the map (numpy, or dask for volumes)
 Compute = Callable[[Any, Any, MapContext], Any]
-# compute_batch(prepared masks of one shape, settings, context) -> (B, *spatial) tensor
+# compute_batch(prepared masks of one shape, settings, context) -> a (B, *map shape)
+# tensor, or one tensor per mask where their maps differ in shape (an sdf's classes)
 ComputeBatch = Callable[[Sequence[Any], Any, MapContext], Any]
+
+PREVIEW_STYLES: tuple[str, ...] = ("sequential", "diverging", "overlay")
+"""How a preview draws a map: viridis from its minimum to its maximum, a
+diverging map white at 0, or drawn over the mask."""
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -114,13 +131,30 @@ class MapKind:
     needs_instances : bool
         Whether its kernels read instance labels (connected components or the
         mask's ids), computed on the CPU before any device batch.
+    default : bool
+        Made when no kinds are named (``generate`` without ``--kinds``, and
+        :func:`~weightmaps.recipe.compute_maps`); the kinds added after the
+        first release are made only when asked for, so a run that named no
+        kinds writes the same files as before.
     dtype : str
-        The map's dtype.
+        The map's dtype (the TIFF's and the zarr array's). An integer map
+        (a skeleton) is resampled by nearest neighbour in the joint
+        transforms, as a mask is.
+    class_axis : bool
+        The map has a leading class axis, ``(K, *spatial)``: one channel
+        per class (a signed distance map). Written as a multi-channel TIFF
+        (ImageJ hyperstack in 2-D) or a zarr array with that axis first,
+        handed to the joint transforms channel-last and to a model
+        channel-first by the Dataset, and drawn one panel per class.
+    preview : str
+        How a preview draws it (one of :data:`PREVIEW_STYLES`).
     compute : callable
         ``(prepared, settings, context) -> ndarray``: the numpy kernel.
     compute_batch : callable, optional
         ``(prepared masks, settings, context) -> Tensor``: the torch kernel on
-        a batch of one shape; None computes each mask with ``compute``.
+        a batch of one shape, ``(B, *map shape)``, or a list of one tensor
+        per mask where the masks' maps differ in shape; None computes each
+        mask with ``compute``.
     compute_volume : callable, optional
         ``(prepared volume, settings, context) -> dask array``: the chunked
         kernel; None refuses chunked volumes.
@@ -133,6 +167,9 @@ class MapKind:
     halo : callable, optional
         ``(settings, spacing, ndim) -> pixels per axis`` a chunk needs around it
         to come out exact (the chunked kernels grow their blocks by it).
+    check_settings : callable, optional
+        ``settings -> None``: raises ``ValueError`` for values of its
+        parameters that are each valid but not together.
     """
 
     name: str
@@ -141,12 +178,16 @@ class MapKind:
     uses: tuple[str, ...]
     compute: Compute
     needs_instances: bool = False
+    default: bool = True
     dtype: str = "float32"
+    class_axis: bool = False
+    preview: str = "sequential"
     compute_batch: ComputeBatch | None = None
     compute_volume: Compute | None = None
     on_cpu: Callable[[Any], bool] | None = None
     volume_refusal: Callable[[Any], str | None] | None = None
     halo: Callable[[Any, Sequence[float] | None, int], tuple[int, ...]] | None = None
+    check_settings: Callable[[Any], None] | None = None
 
 
 def jsonable(value: Any) -> Any:

@@ -3,6 +3,15 @@
 ``w(x) = w_c(x) + w0 * exp(-(d1 + d2)^2 / (2 sigma^2))`` from the mask's
 instances (its ids, or connected components of a binary or semantic mask);
 kernels in :mod:`weightmaps.kernels.unet` and its twins.
+
+With ``v_bal`` below 1 it is the U-Net authors' full weight (Falk et al.,
+Nature Methods 2019, :mod:`weightmaps.kernels.falk`): on background
+``v_bal + sum_c [w0 exp(-(d1 + d2)^2 / 2 sigma^2) + (1 - v_bal)
+exp(-d1^2 / 2 sigma_bal^2)]`` with ``d1``, ``d2`` measured to instances of
+class ``c`` (a semantic mask's classes; one class otherwise), 1 on
+foreground. ``v_bal = 1`` (the default) is eq. 2 itself, computed by the
+U-Net kernels as before. The torch path computes Falk's map on the CPU
+while the mask is prepared; the chunked path has its own kernel.
 """
 
 from __future__ import annotations
@@ -16,7 +25,7 @@ import numpy as np
 from weightmaps._shared.checks import check_sigma, check_w0
 from weightmaps.kinds.spec import MapContext, MapKind, Param, numbers_from_text
 
-__all__ = ["KIND", "unet_class_weights"]
+__all__ = ["KIND", "falk", "unet_class_weights"]
 
 
 def _float(value: Any) -> float:
@@ -101,6 +110,47 @@ PARAMS = (
 )
 
 
+def _check_v_bal(value: float) -> None:
+    if not (0 <= value <= 1):
+        raise ValueError("v_bal must lie in [0, 1] (1: the U-Net map of eq. 2)")
+
+
+FALK_PARAMS = (
+    Param(
+        name="v_bal",
+        default=1.0,
+        help="U-Net map of Falk et al. 2019: weight of background far from every object, "
+        "rising to 1 at an object's edge over sigma_bal [default: 1, eq. 2 without it]",
+        normalize=_float,
+        check=_check_v_bal,
+        cli_type=float,
+        omit_at_default=True,
+    ),
+    Param(
+        name="sigma_bal",
+        default=10.0,
+        help="Width of that rise (Falk et al.'s sigma_bal), in the units of the spacing",
+        normalize=_float,
+        check=check_sigma,
+        cli_type=float,
+        omit_at_default=True,
+    ),
+)
+
+
+def falk(settings: Any) -> bool:
+    """Whether the settings ask for Falk et al.'s map (``v_bal`` below 1)."""
+    return settings.v_bal != 1.0
+
+
+def _check_settings(settings: Any) -> None:
+    if falk(settings) and settings.class_weights is not None:
+        raise ValueError(
+            "class weights do not apply with v_bal: in Falk et al.'s map the background's "
+            "weight is v_bal and the foreground's 1"
+        )
+
+
 def unet_class_weights(settings: Any) -> Mapping[int, float] | str | None:
     """``w_c`` of the kernels from the settings' ``class_weights``."""
     if isinstance(settings.class_weights, tuple):
@@ -116,9 +166,27 @@ def _stacked_ignore(batch: Sequence[Any]) -> np.ndarray | None:
     )
 
 
+def _falk_classes(prepared: Any) -> Any:
+    # Falk's borders are measured between instances of one class.
+    return prepared.values if prepared.mask_type == "semantic" else None
+
+
 def _compute(prepared: Any, settings: Any, context: MapContext) -> np.ndarray:
     from weightmaps.kernels.unet import unet_weight_map
 
+    if falk(settings):
+        from weightmaps.kernels.falk import unet_weight_map_falk
+
+        return unet_weight_map_falk(
+            prepared.instances,
+            classes=_falk_classes(prepared),
+            w0=settings.w0,
+            sigma=settings.sigma,
+            sigma_1=settings.sigma_bal,
+            v_bal=settings.v_bal,
+            spacing=context.spacing,
+            ignore_mask=prepared.ignore,
+        )
     return unet_weight_map(
         prepared.instances,
         w0=settings.w0,
@@ -147,6 +215,19 @@ def _compute_batch(batch: Sequence[Any], settings: Any, context: MapContext) -> 
 def _compute_volume(prepared: Any, settings: Any, context: MapContext) -> Any:
     from weightmaps.kernels.unet_dask import unet_weight_map
 
+    if falk(settings):
+        from weightmaps.kernels.falk_dask import unet_weight_map_falk
+
+        return unet_weight_map_falk(
+            prepared.instances,
+            classes=_falk_classes(prepared),
+            w0=settings.w0,
+            sigma=settings.sigma,
+            sigma_1=settings.sigma_bal,
+            v_bal=settings.v_bal,
+            spacing=context.spacing,
+            ignore_mask=prepared.ignore,
+        )
     return unet_weight_map(
         prepared.instances,
         w0=settings.w0,
@@ -161,6 +242,8 @@ def _halo(settings: Any, spacing: Sequence[float] | None, ndim: int) -> tuple[in
     from weightmaps.kernels.border import border_cutoff
 
     cutoff = border_cutoff(settings.sigma)
+    if falk(settings):
+        cutoff = max(cutoff, border_cutoff(settings.sigma_bal))
     steps = (1.0,) * ndim if spacing is None else tuple(spacing)
     return tuple(int(math.ceil(cutoff / s)) + 1 for s in steps)
 
@@ -168,11 +251,14 @@ def _halo(settings: Any, spacing: Sequence[float] | None, ndim: int) -> tuple[in
 KIND = MapKind(
     name="unet",
     summary="U-Net border weights: w_c + w0 exp(-(d1 + d2)^2 / 2 sigma^2) between instances",
-    params=PARAMS,
-    uses=("connectivity", "w0", "sigma", "class_weights", "spacing"),
+    params=PARAMS + FALK_PARAMS,
+    uses=("connectivity", "w0", "sigma", "class_weights", "spacing", "v_bal", "sigma_bal"),
     needs_instances=True,
     compute=_compute,
     compute_batch=_compute_batch,
     compute_volume=_compute_volume,
+    # No torch kernel of Falk's terms: made on the CPU while the mask is prepared.
+    on_cpu=falk,
     halo=_halo,
+    check_settings=_check_settings,
 )

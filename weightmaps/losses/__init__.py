@@ -1,4 +1,4 @@
-"""Segmentation losses that read the precomputed per-pixel weight maps.
+r"""Segmentation losses that read the precomputed per-pixel weight maps.
 
 Every loss takes raw network outputs (logits, never probabilities) and gets
 its per-pixel term ``l(x)`` from PyTorch itself (:func:`F.cross_entropy` or
@@ -61,9 +61,15 @@ BCE (:func:`balanced_bce_with_logits`), a deep supervision wrapper
 (:func:`deep_supervision_loss`), and the losses that read distance and
 skeleton maps: the boundary loss (:func:`boundary_loss`), the Hausdorff
 distance-transform loss (:func:`hausdorff_dt_loss`) and soft clDice
-(:func:`cldice_loss`). Each has a thin :class:`torch.nn.Module`; each lives
-in a module of its own (``weighted``, ``structure``, ``balanced``,
-``deep_supervision``, ``boundary``, ``hausdorff``, ``cldice``).
+(:func:`cldice_loss`), and MONAI's Dice plus cross-entropy with the map on
+the cross-entropy (:func:`weighted_dice_ce`). Each has a thin
+:class:`torch.nn.Module`; each lives in a module of its own (``weighted``,
+``structure``, ``balanced``, ``deep_supervision``, ``boundary``,
+``hausdorff``, ``cldice``, ``dice_ce``).
+
+Targets and maps may carry MONAI's channel axis, ``(B, 1, *spatial)``, and
+may be MONAI ``MetaTensor``\ s: they are read as plain tensors (the result
+is a plain tensor).
 """
 
 from __future__ import annotations
@@ -83,6 +89,7 @@ from weightmaps.losses.deep_supervision import (
     deep_supervision_loss,
     f3net_factors,
 )
+from weightmaps.losses.dice_ce import WeightedDiceCELoss, weighted_dice_ce
 from weightmaps.losses.hausdorff import HausdorffDTLoss, hausdorff_dt_loss
 from weightmaps.losses.structure import StructureLoss, structure_loss
 from weightmaps.losses.weighted import (
@@ -104,6 +111,7 @@ __all__ = [
     "StructureLoss",
     "WeightedBCEWithLogitsLoss",
     "WeightedCrossEntropyLoss",
+    "WeightedDiceCELoss",
     "balanced_bce_with_logits",
     "boundary_loss",
     "boundary_loss_weights",
@@ -115,4 +123,5 @@ __all__ = [
     "structure_loss",
     "weighted_bce_with_logits",
     "weighted_cross_entropy",
+    "weighted_dice_ce",
 ]

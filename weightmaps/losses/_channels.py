@@ -35,13 +35,14 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from weightmaps.losses._common import float32_region
+from weightmaps.losses._common import float32_region, plain
 
 __all__ = [
     "check_spatial_logits",
     "chosen_channels",
     "float32_region",
     "map_channels",
+    "plain",
     "probabilities",
     "target_channels",
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -12,6 +13,18 @@ from torch import Tensor
 REDUCTIONS = ("mean", "image_mean", "pixel_mean", "sum", "none")
 
 LossFn = Callable[[Tensor, Tensor, "Tensor | None"], Tensor]
+
+
+def plain(tensor: Any) -> Any:
+    """A tensor subclass (MONAI's ``MetaTensor``) as a plain Tensor; anything else as is.
+
+    ``as_subclass`` shares the storage and stays attached to the autograd
+    graph; the losses then run at plain-tensor speed and return plain
+    tensors, whatever metadata the inputs carried.
+    """
+    if isinstance(tensor, Tensor) and type(tensor) is not Tensor:
+        return tensor.as_subclass(Tensor)
+    return tensor
 
 
 def shape_of(t: Tensor) -> tuple[int, ...]:

@@ -15,6 +15,7 @@ from weightmaps.losses._common import (
     check_reduction,
     check_values,
     float32_region,
+    plain,
     reduce_weighted,
 )
 
@@ -91,6 +92,7 @@ def balanced_bce_with_logits(
     >>> round(balanced_bce_with_logits(logits, target).item(), 4)
     1.0397
     """
+    logits, target, weight = plain(logits), plain(target), plain(weight)
     check_reduction(reduction)
     check_logits(logits)
     target = binary_target(target, logits)

@@ -12,6 +12,7 @@ from weightmaps.losses._channels import (
     chosen_channels,
     float32_region,
     map_channels,
+    plain,
     probabilities,
 )
 
@@ -64,6 +65,7 @@ def boundary_loss(logits: Tensor, sdf: Tensor, *, classes: Sequence[int] | None 
     >>> region, boundary = boundary_loss_weights(epoch=10)
     >>> loss = region * F.cross_entropy(logits, mask) + boundary * boundary_loss(logits, sdf)
     """
+    logits, sdf = plain(logits), plain(sdf)
     check_spatial_logits(logits)
     classes_ = chosen_channels(logits.shape[1], classes)
     with float32_region(logits.device):

@@ -15,6 +15,7 @@ from weightmaps.losses._channels import (
     chosen_channels,
     float32_region,
     map_channels,
+    plain,
     probabilities,
     target_channels,
 )
@@ -123,6 +124,7 @@ def cldice_loss(
     >>> round(float(cldice_loss(logits, target, target)), 4)
     0.0028
     """
+    logits, target, target_skeleton = plain(logits), plain(target), plain(target_skeleton)
     check_spatial_logits(logits)
     if logits.ndim not in (4, 5):
         raise ValueError(f"cldice_loss takes 2-D or 3-D logits, got shape {tuple(logits.shape)}")

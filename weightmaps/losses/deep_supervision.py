@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from weightmaps.losses._common import LossFn, shape_of
+from weightmaps.losses._common import LossFn, plain, shape_of
 
 __all__ = ["DS_MODES", "DeepSupervisionLoss", "deep_supervision_loss", "f3net_factors"]
 
@@ -134,7 +134,8 @@ def deep_supervision_loss(
     >>> round(loss.item(), 4)
     1.9834
     """
-    outputs = list(outputs)
+    outputs = [plain(out) for out in outputs]
+    target, weight = plain(target), plain(weight)
     if not outputs:
         raise ValueError("outputs must hold at least one tensor")
     factors = (1.0,) * len(outputs) if factors is None else _check_factors(factors)

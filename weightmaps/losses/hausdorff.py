@@ -14,6 +14,7 @@ from weightmaps.losses._channels import (
     chosen_channels,
     float32_region,
     map_channels,
+    plain,
     probabilities,
     target_channels,
 )
@@ -77,6 +78,7 @@ def hausdorff_dt_loss(
     >>> round(float(hausdorff_dt_loss(logits, target)), 4)
     1.2878
     """
+    logits, target, target_distance = plain(logits), plain(target), plain(target_distance)
     check_spatial_logits(logits)
     if not alpha > 0:
         raise ValueError(f"alpha must be > 0, got {alpha}")

@@ -12,6 +12,7 @@ from weightmaps.losses._common import (
     check_logits,
     check_values,
     float32_region,
+    plain,
     safe_div,
     shape_of,
 )
@@ -115,6 +116,7 @@ def structure_loss(
     >>> round(structure_loss(logits, target, legacy_reduce=True).item(), 4)  # unweighted BCE
     1.1676
     """
+    logits, target, weight = plain(logits), plain(target), plain(weight)
     check_logits(logits)
     if logits.ndim not in (4, 5):
         raise ValueError(

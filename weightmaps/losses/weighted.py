@@ -14,6 +14,7 @@ from weightmaps.losses._common import (
     check_values,
     check_weight_dtype,
     float32_region,
+    plain,
     reduce_weighted,
     shape_of,
 )
@@ -44,10 +45,12 @@ def weighted_cross_entropy(
     logits : Tensor
         ``(B, C, *spatial)`` raw scores, any floating dtype.
     target : Tensor
-        ``(B, *spatial)`` integer class ids in ``[0, C)`` or ``ignore_index``.
+        ``(B, *spatial)`` or ``(B, 1, *spatial)`` (MONAI's channel-first
+        labels) integer class ids in ``[0, C)`` or ``ignore_index``.
     weight : Tensor or None
         ``(B, *spatial)`` or ``(B, 1, *spatial)`` per-pixel weights, for
-        example a U-Net border map. None means all ones.
+        example a U-Net border map. None means all ones. MONAI's
+        ``MetaTensor`` works for any argument (read as a plain tensor).
     reduction : {"mean", "image_mean", "pixel_mean", "sum", "none"}
         See the module docstring for the formulas. ``"none"`` returns the
         ``(B, *spatial)`` map of ``weight * l``, where ``l`` (PyTorch's
@@ -95,6 +98,7 @@ def weighted_cross_entropy(
     >>> round(weighted_cross_entropy(logits, target, weight, reduction="pixel_mean").item(), 4)
     2.1972
     """
+    logits, target, weight = plain(logits), plain(target), plain(weight)
     check_reduction(reduction)
     check_logits(logits)
     if not isinstance(target, Tensor):
@@ -102,13 +106,17 @@ def weighted_cross_entropy(
     if target.is_floating_point() or target.is_complex():
         raise TypeError(
             f"target for cross-entropy must hold integer class ids, got dtype {target.dtype}; "
-            "for a single-channel float target use weighted_bce_with_logits"
+            "for a single-channel float target use weighted_bce_with_logits (MONAI's "
+            "LoadImaged gives float32 labels: convert them with "
+            "EnsureTyped(keys='label', dtype=torch.int64))"
         )
     expected = (logits.shape[0], *logits.shape[2:])
+    if shape_of(target) == (expected[0], 1, *expected[1:]):
+        target = target.squeeze(1)  # (B, 1, *spatial), as MONAI's channel-first labels
     if shape_of(target) != expected:
         raise ValueError(
             f"target shape {shape_of(target)} does not match logits shape {shape_of(logits)}: "
-            f"expected (B, *spatial) = {expected}"
+            f"expected (B, *spatial) = {expected} or {(expected[0], 1, *expected[1:])}"
         )
     if weight is not None:
         check_weight_dtype(weight)
@@ -223,6 +231,7 @@ def weighted_bce_with_logits(
     >>> round(weighted_bce_with_logits(logits, target, weight, reduction="sum").item(), 4)
     6.9315
     """
+    logits, target, weight = plain(logits), plain(target), plain(weight)
     check_reduction(reduction)
     check_logits(logits)
     target = binary_target(target, logits)

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from weightmaps.io.volumes import DEFAULT_CHUNKED_ABOVE, VolumeRefused
-from weightmaps.kinds import KINDS
+from weightmaps.kinds import DEFAULT_KINDS
 from weightmaps.pipeline.discover import find_masks
 from weightmaps.pipeline.jobs import ReadOptions
 from weightmaps.pipeline.manifest import Manifest, params_digest
@@ -60,7 +60,7 @@ def check(
         channel if channel is not None else recorded.get("channel"),
         rgb_rule if rgb_rule is not None else recorded.get("rgb_rule"),
     )
-    kinds = check_kinds(kinds or recorded.get("kinds") or KINDS)
+    kinds = check_kinds(kinds or recorded.get("kinds") or DEFAULT_KINDS)
     chunked_above = recorded.get("chunked_above", DEFAULT_CHUNKED_ABOVE)
     volume_limits, chunks = recorded_volume_options(recorded)
     run = Run(

@@ -37,7 +37,7 @@ from weightmaps.io.writing import (
     tiff_compression,
 )
 from weightmaps.kernels.class_balance import ClassCounts
-from weightmaps.kinds import KINDS
+from weightmaps.kinds import DEFAULT_KINDS
 from weightmaps.pipeline.device import device_results, resolve_device
 from weightmaps.pipeline.discover import find_masks
 from weightmaps.pipeline.jobs import Failed, ReadOptions
@@ -77,7 +77,7 @@ def generate(
     masks_dir: str | os.PathLike[str],
     out_dir: str | os.PathLike[str],
     *,
-    kinds: Sequence[str] = KINDS,
+    kinds: Sequence[str] = DEFAULT_KINDS,
     glob: Sequence[str] | str = (),
     channel: int | None = None,
     rgb_rule: str | None = None,
@@ -112,8 +112,9 @@ def generate(
     masks_dir, out_dir : path-like
         Where masks are found (recursively) and where maps go, at the same
         relative paths. ``out_dir`` may equal ``masks_dir``.
-    kinds : sequence of {"unet", "edge", "balance"}
-        Maps to compute.
+    kinds : sequence of {"unet", "edge", "balance", "sdf", "skeleton"}
+        Maps to compute (default ``unet``, ``edge`` and ``balance``; see
+        :data:`weightmaps.kinds.DEFAULT_KINDS`).
     glob : str or sequence of str
         Only masks matching a pattern (see :func:`find_masks`).
     channel, rgb_rule, max_pixels

@@ -44,6 +44,7 @@ from weightmaps.masktype import MASK_TYPES
 from weightmaps.settings import PARAMS, settings_from_record
 
 __all__ = [
+    "MAX_MANIFEST_BYTES",
     "MANIFEST_FORMAT",
     "MANIFEST_NAME",
     "Manifest",
@@ -107,8 +108,12 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
             os.close(fd)
 
 
+MAX_MANIFEST_BYTES = 2**31
+"""Largest manifest read (about two million masks): the file is parsed whole."""
+
+
 def _read_regular_file(path: str | os.PathLike[str]) -> bytes:
-    """The bytes of ``path`` if it is a regular file.
+    """The bytes of ``path`` if it is a regular file of at most :data:`MAX_MANIFEST_BYTES`.
 
     Never through a symlink (``O_NOFOLLOW``) and never waiting for a writer
     (``O_NONBLOCK``: a FIFO would otherwise block ``open`` forever).
@@ -116,9 +121,14 @@ def _read_regular_file(path: str | os.PathLike[str]) -> bytes:
     flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
     fd = os.open(path, flags | getattr(os, "O_BINARY", 0))
     with open(fd, "rb") as fh:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
             raise OSError(errno.EINVAL, "not a regular file")
-        return fh.read()
+        if info.st_size > MAX_MANIFEST_BYTES:
+            raise OSError(
+                errno.EFBIG, f"{info.st_size} bytes, more than the {MAX_MANIFEST_BYTES} read"
+            )
+        return fh.read(MAX_MANIFEST_BYTES + 1)
 
 
 def safe_relative_path(text: object) -> PurePosixPath:

@@ -1,7 +1,8 @@
 """The jobs of a mask in memory: read it, compute its maps, write them as TIFFs.
 
 Output layout: for ``MASKS/a/b.png``, ``OUT/a/b.unet.tif``, ``OUT/a/b.edge.tif``
-... (float32, deflate at level 1 unless told) and, with ``separate_touching``,
+... (deflate at level 1 unless told; each kind's dtype and shape: float32,
+``(K, *spatial)`` for a signed distance map, uint8 skeletons) and, with ``separate_touching``,
 ``OUT/a/b.target.tif`` (the carved mask, the mask's dtype). Every file is
 written atomically.
 """
@@ -83,7 +84,7 @@ def compute_mask_job(job: Job) -> Written | Failed:
 
     One kind at a time, each map written and released before the next is
     computed: a volume in memory holds one map and its intermediates, not
-    all of them (see the README's *Memory*).
+    all of them (the documentation's *Memory in memory*).
     """
     # The job's share of the cores: its kernels split a large mask across
     # them; N worker processes on C cores get C // N threads each.
@@ -157,7 +158,8 @@ def write_outputs(job: Job, source: Source, result: MaskMaps) -> Written | Faile
     for kind, array in arrays.items():
         rel_out = output_name(job.rel, kind)
         path = Path(job.out_root) / rel_out
-        same_grid = array.shape == source.shape
+        class_axis = kind in REGISTRY and REGISTRY[kind].class_axis
+        same_grid = array.shape[1 if class_axis else 0 :] == tuple(source.shape)
         try:
             # Checked before mkdir too, which would otherwise create folders
             # wherever a symlinked folder in OUT leads; after it for races.
@@ -176,6 +178,7 @@ def write_outputs(job: Job, source: Source, result: MaskMaps) -> Written | Faile
                 hasher=digest,
                 compression=job.compression,
                 threads=job.threads or 1,
+                class_axis=class_axis,
             )
         except OSError as exc:
             return Failed(
