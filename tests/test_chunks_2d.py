@@ -33,7 +33,7 @@ def test_default_chunks_of_a_tiff(tmp_path: Path, shape, chunks) -> None:
     masks = tmp_path / "masks"
     masks.mkdir()
     labels = _nuclei(shape, seed=len(shape))
-    tifffile.imwrite(masks / "m.tif", labels)
+    tifffile.imwrite(masks / "m.tif", labels, photometric="minisblack")
     report = generate(masks, tmp_path / "out", kinds=["unet"], chunked_above=0, progress=False)
     assert report.exit_code == 0
     stored = zarr.open_array(tmp_path / "out" / "m.unet.zarr", mode="r")

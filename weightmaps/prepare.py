@@ -109,8 +109,13 @@ class PreparedMask:
 
     def release_instances(self) -> None:
         """Drop the instance labels made for the maps (a copy or a labelling), once
-        no map still to compute needs them: a volume's memory goes to the next map."""
-        self._instances = None
+        no map still to compute needs them: a volume's memory goes to the next map.
+
+        Carved instances are kept: they are not made again from ``values``. Any
+        others are, the same, should a later kernel read them after all.
+        """
+        if self.target is None:
+            self._instances = None
 
     def _label(self) -> Any:
         if self.mask_type == "instance":

@@ -69,9 +69,9 @@ def split_range(stop: int, parts: int, align: int = 1) -> list[tuple[int, int]]:
     Examples
     --------
     >>> split_range(10, 3)
-    [(0, 4), (4, 7), (7, 10)]
+    [(0, 3), (3, 6), (6, 10)]
     >>> split_range(3000, 2, align=1024)
-    [(0, 2048), (2048, 3000)]
+    [(0, 1024), (1024, 3000)]
     """
     units = -(-stop // align)
     parts = max(1, min(parts, units))
