@@ -138,17 +138,16 @@ def flatness(name: str, make, counts: tuple[int, ...], repeat: int) -> dict:
 
 def profile(labels: np.ndarray, sigma: float = 5.0, repeat: int = 3) -> None:
     """Time of every pass of ``add_border_term`` (one slab), rows and pixel at a time."""
-    from weightmaps._lines import line_view
-
-    from weightmaps import nearest
+    from weightmaps._shared.arrays import line_view
     from weightmaps.kernels import _nearest_nb as kernels
+    from weightmaps.kernels import nearest
 
     labels = np.ascontiguousarray(labels, np.int32)
     spacing = np.ones(labels.ndim)
     cutoff = border_cutoff(sigma)
     cap = cutoff * cutoff
     acc = nearest._accumulator(spacing, cap)
-    order = nearest._axis_order(spacing)
+    order = nearest.axis_order(spacing)
     print(f"\nper pass, {labels.shape}, axes in order {order} (ms, median of {repeat}):")
     print("| pass | axis | pixels after the axis | rows | pixel at a time |")
     print("|---|---|---|---|---|")
