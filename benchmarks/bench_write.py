@@ -42,7 +42,7 @@ from bench_kernels import report, row
 import weightmaps
 from weightmaps import MapSettings, compute_maps, read_mask
 from weightmaps.io.writing import write_tiff_atomic
-from weightmaps.kinds import KINDS
+from weightmaps.kinds import DEFAULT_KINDS
 from weightmaps.pipeline import find_masks, generate
 
 OFFERED = ("zlib:6", "zlib:1", "zlib:9", "zstd:1", "zstd:3", "none")
@@ -127,7 +127,7 @@ def dataset_rows(masks: Path, scratch: Path, repeat: int) -> list[dict]:
     for name in options:
         out = scratch / f"ds_{name}"
         generate(masks, out, workers=1, progress=False, compression=name)
-        datasets[name] = WeightMapDataset(masks, out, kinds=KINDS)
+        datasets[name] = WeightMapDataset(masks, out, kinds=DEFAULT_KINDS)
     times: dict[str, list[float]] = {name: [] for name in options}
     for _ in range(repeat):
         for name, dataset in datasets.items():
@@ -165,7 +165,7 @@ def main() -> int:
         masks.mkdir()
         make_masks(masks, args.count)
         maps = [
-            compute_maps(read_mask(f.path), MapSettings(), kinds=KINDS).maps
+            compute_maps(read_mask(f.path), MapSettings(), kinds=DEFAULT_KINDS).maps
             for f in find_masks(masks)
         ]
         scratch = Path(tmp) / "scratch"
