@@ -204,23 +204,7 @@ def prepare_array(mask: np.ndarray, settings: Any, *, kinds: Sequence[str] = ())
         prepared = _binary_array(mask, ignore)
     else:
         values = _integer_labels(mask, mask_type)
-        if mask_type == "semantic":
-            prepared = PreparedMask(
-                mask_type=mask_type,
-                values=values,
-                classes=values,
-                class_ignore=ignore_value,
-                ignore=ignore,
-            )
-        else:
-            foreground = values != 0 if ignore is None else (values != 0) & ~ignore
-            prepared = PreparedMask(
-                mask_type=mask_type,
-                values=values,
-                classes=_fg_bg_classes(foreground, ignore),
-                class_ignore=FG_BG_IGNORE,
-                ignore=ignore,
-            )
+        prepared = _typed_mask(mask_type, values, ignore, ignore_value, chunked=False)
     prepared.connectivity = settings.connectivity
     _refuse_empty_array(prepared, settings)
     if mask_type == "instance" and settings.separate_touching:
@@ -251,17 +235,43 @@ def _binary_array(mask: np.ndarray, ignore: np.ndarray | None) -> PreparedMask:
     return PreparedMask(
         mask_type="binary",
         values=foreground.view(np.uint8),
-        classes=_fg_bg_classes(foreground, ignore),
+        classes=_fg_bg_classes(foreground, ignore, chunked=False),
         class_ignore=FG_BG_IGNORE,
         ignore=ignore,
     )
 
 
-def _fg_bg_classes(foreground: np.ndarray, ignore: np.ndarray | None) -> np.ndarray:
+def _foreground(values: Any, ignore: Any) -> Any:
+    return values != 0 if ignore is None else (values != 0) & ~ignore
+
+
+def _fg_bg_classes(foreground: Any, ignore: Any, chunked: bool) -> Any:
     classes = foreground.astype(np.uint8)
-    if ignore is not None:
-        classes[ignore] = FG_BG_IGNORE
+    if ignore is None:
+        return classes
+    if chunked:
+        return _where(True)(ignore, np.uint8(FG_BG_IGNORE), classes)
+    classes[ignore] = FG_BG_IGNORE
     return classes
+
+
+def _typed_mask(
+    mask_type: str, values: Any, ignore: Any, ignore_value: int | None, *, chunked: bool
+) -> PreparedMask:
+    """The classes a mask's type reads: its ids (semantic), or foreground/background."""
+    if mask_type == "semantic":
+        classes, class_ignore = values, ignore_value
+    else:
+        classes = _fg_bg_classes(_foreground(values, ignore), ignore, chunked)
+        class_ignore = FG_BG_IGNORE
+    return PreparedMask(
+        mask_type=mask_type,
+        values=values,
+        classes=classes,
+        class_ignore=class_ignore,
+        ignore=ignore,
+        chunked=chunked,
+    )
 
 
 def _integer_labels(mask: np.ndarray, mask_type: str) -> np.ndarray:
@@ -389,30 +399,10 @@ def prepare_volume(volume: Any, settings: Any) -> PreparedMask:
         if mask_type == "binary" and not np.isfinite(highest):
             raise MaskTypeError("binary mask holds NaN or infinite values")
         values = volume > float(highest) / 2 if mask_type == "binary" else volume
-    if mask_type == "semantic":
-        prepared = PreparedMask(
-            mask_type=mask_type,
-            values=values,
-            classes=values,
-            class_ignore=ignore_value,
-            ignore=ignore,
-            chunked=True,
-        )
-    else:
-        foreground = values != 0 if ignore is None else (values != 0) & ~ignore
-        if mask_type == "binary":
-            values = foreground.astype(np.uint8)  # ignored pixels are background
-        classes = foreground.astype(np.uint8)
-        if ignore is not None:
-            classes = da.where(ignore, np.uint8(FG_BG_IGNORE), classes)
-        prepared = PreparedMask(
-            mask_type=mask_type,
-            values=values,
-            classes=classes,
-            class_ignore=FG_BG_IGNORE,
-            ignore=ignore,
-            chunked=True,
-        )
+    if mask_type == "binary":
+        # Ignored voxels are background.
+        values = _foreground(values, ignore).astype(np.uint8)
+    prepared = _typed_mask(mask_type, values, ignore, ignore_value, chunked=True)
     prepared.connectivity = settings.connectivity
     if mask_type == "instance" and settings.separate_touching:
         _carve(prepared)

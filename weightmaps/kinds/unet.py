@@ -17,7 +17,7 @@ while the mask is prepared; the chunked path has its own kernel.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -171,30 +171,33 @@ def _falk_classes(prepared: Any) -> Any:
     return prepared.values if prepared.mask_type == "semantic" else None
 
 
-def _compute(prepared: Any, settings: Any, context: MapContext) -> np.ndarray:
-    from weightmaps.kernels.unet import unet_weight_map
-
+def _unet_map(
+    plain: Callable[..., Any],
+    with_falk: Callable[..., Any],
+    prepared: Any,
+    settings: Any,
+    context: MapContext,
+) -> Any:
+    # The numpy and dask kernels take the same arguments; only the modules differ.
+    common = dict(
+        w0=settings.w0, sigma=settings.sigma, spacing=context.spacing, ignore_mask=prepared.ignore
+    )
     if falk(settings):
-        from weightmaps.kernels.falk import unet_weight_map_falk
-
-        return unet_weight_map_falk(
+        return with_falk(
             prepared.instances,
             classes=_falk_classes(prepared),
-            w0=settings.w0,
-            sigma=settings.sigma,
             sigma_1=settings.sigma_bal,
             v_bal=settings.v_bal,
-            spacing=context.spacing,
-            ignore_mask=prepared.ignore,
+            **common,
         )
-    return unet_weight_map(
-        prepared.instances,
-        w0=settings.w0,
-        sigma=settings.sigma,
-        class_weights=unet_class_weights(settings),
-        spacing=context.spacing,
-        ignore_mask=prepared.ignore,
-    )
+    return plain(prepared.instances, class_weights=unet_class_weights(settings), **common)
+
+
+def _compute(prepared: Any, settings: Any, context: MapContext) -> np.ndarray:
+    from weightmaps.kernels.falk import unet_weight_map_falk
+    from weightmaps.kernels.unet import unet_weight_map
+
+    return _unet_map(unet_weight_map, unet_weight_map_falk, prepared, settings, context)
 
 
 def _compute_batch(batch: Sequence[Any], settings: Any, context: MapContext) -> Any:
@@ -213,29 +216,10 @@ def _compute_batch(batch: Sequence[Any], settings: Any, context: MapContext) -> 
 
 
 def _compute_volume(prepared: Any, settings: Any, context: MapContext) -> Any:
+    from weightmaps.kernels.falk_dask import unet_weight_map_falk
     from weightmaps.kernels.unet_dask import unet_weight_map
 
-    if falk(settings):
-        from weightmaps.kernels.falk_dask import unet_weight_map_falk
-
-        return unet_weight_map_falk(
-            prepared.instances,
-            classes=_falk_classes(prepared),
-            w0=settings.w0,
-            sigma=settings.sigma,
-            sigma_1=settings.sigma_bal,
-            v_bal=settings.v_bal,
-            spacing=context.spacing,
-            ignore_mask=prepared.ignore,
-        )
-    return unet_weight_map(
-        prepared.instances,
-        w0=settings.w0,
-        sigma=settings.sigma,
-        class_weights=unet_class_weights(settings),
-        spacing=context.spacing,
-        ignore_mask=prepared.ignore,
-    )
+    return _unet_map(unet_weight_map, unet_weight_map_falk, prepared, settings, context)
 
 
 def _halo(settings: Any, spacing: Sequence[float] | None, ndim: int) -> tuple[int, ...]:
