@@ -11,7 +11,7 @@ from weightmaps.io.header import DEFAULT_MAX_PIXELS, MaskReadError
 from weightmaps.io.names import OUTPUT_KINDS
 from weightmaps.io.read import read_mask
 from weightmaps.io.volumes import fingerprint
-from weightmaps.pipeline.discover import find_masks
+from weightmaps.pipeline.discover import find_masks, require_masks
 from weightmaps.pipeline.jobs import reason
 from weightmaps.pipeline.manifest import file_sha256
 from weightmaps.pipeline.plan import open_manifest
@@ -23,7 +23,7 @@ __all__ = ["maps_of", "survey"]
 
 
 def survey(
-    masks_dir: str | os.PathLike[str],
+    masks_dir: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
     *,
     glob: Sequence[str] | str = (),
     channel: int | None = None,
@@ -32,7 +32,9 @@ def survey(
     progress: bool | None = None,
     **options: Any,
 ) -> tuple[dict[str, MaskStats], dict[str, str]]:
-    """Read every mask under ``masks_dir`` and compute its :class:`MaskStats`.
+    """Read every mask under ``masks_dir`` (a folder, a mask file or several) and
+    compute its :class:`MaskStats`. Finding none raises
+    :class:`~weightmaps.pipeline.discover.NoMasksError`.
 
     Returns
     -------
@@ -41,13 +43,14 @@ def survey(
     failed : dict
         Mask path -> one-line reason it could not be read.
     """
-    if not Path(masks_dir).is_dir():
-        raise ValueError(f"masks folder {masks_dir} does not exist or is not a folder")
+    if isinstance(masks_dir, (str, os.PathLike)) and not Path(masks_dir).exists():
+        raise ValueError(f"masks folder or file {masks_dir} does not exist")
     settings = MapSettings(**options)
     patterns = (glob,) if isinstance(glob, str) else tuple(glob)
     stats: dict[str, MaskStats] = {}
     failed: dict[str, str] = {}
     found = find_masks(masks_dir, patterns=patterns)
+    require_masks(found, masks_dir, patterns)
     bar = progress_bar(len(found), progress, "stats")
     try:
         for mask_file in found:
