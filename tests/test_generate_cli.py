@@ -627,3 +627,16 @@ def test_preview_without_maps_in_out_exit_1(tmp_path):
     assert result.exit_code == 1
     assert "no maps" in result.stderr
     assert not (tmp_path / "p.png").exists()
+
+
+def test_stats_on_a_jpeg_file_and_nothing_found(tmp_path):
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    Image.fromarray(_disc()).save(masks / "polyp.jpg", quality=80)
+    # A file as MASKS; a JPEG read as generate reads it (binary, noise cut away).
+    result = cli("stats", masks / "polyp.jpg", "--json")
+    assert result.exit_code == 0, result.output
+    stats = json.loads(result.stdout)
+    assert stats["mask_types"] == {"binary": 1} and sorted(stats["classes"]) == ["0", "1"]
+    result = cli("stats", masks, "--glob", "*.png")
+    assert result.exit_code == 3 and result.stderr.startswith("error: no mask under")
