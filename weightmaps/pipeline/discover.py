@@ -15,7 +15,6 @@ import os
 import stat
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from weightmaps.io.names import is_own_output
 from weightmaps.io.read import MASK_SUFFIXES
@@ -23,7 +22,14 @@ from weightmaps.io.volumes import zarr_kind
 from weightmaps.pipeline.manifest import MANIFEST_NAME
 from weightmaps.pipeline.reports import PipelineError
 
-__all__ = ["MaskFile", "NoMasksError", "find_masks", "masks_description", "require_masks"]
+__all__ = [
+    "MaskFile",
+    "MasksArg",
+    "NoMasksError",
+    "find_masks",
+    "masks_description",
+    "require_masks",
+]
 
 
 class NoMasksError(PipelineError):
@@ -39,13 +45,17 @@ class MaskFile:
     error: str | None = None
 
 
-def _as_paths(masks: Any) -> list[Path]:
+MasksArg = str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
+"""MASKS: a folder, a mask file, or several files and folders."""
+
+
+def _as_paths(masks: MasksArg) -> list[Path]:
     if isinstance(masks, (str, os.PathLike)):
         return [Path(masks)]
     return [Path(m) for m in masks]
 
 
-def masks_description(masks: Any) -> str:
+def masks_description(masks: MasksArg) -> str:
     """MASKS as a person named it: the folder, the file, or how many files."""
     paths = _as_paths(masks)
     if len(paths) == 1:
@@ -54,7 +64,7 @@ def masks_description(masks: Any) -> str:
 
 
 def find_masks(
-    masks_dir: Any,
+    masks_dir: MasksArg,
     *,
     out_dir: str | os.PathLike[str] | None = None,
     patterns: Sequence[str] = (),
@@ -107,7 +117,7 @@ def _refuse_same_names(found: list[MaskFile]) -> None:
             mask.rel = str(mask.path)
 
 
-def require_masks(found: list[MaskFile], masks_dir: Any, patterns: Sequence[str]) -> None:
+def require_masks(found: list[MaskFile], masks_dir: MasksArg, patterns: Sequence[str]) -> None:
     """Refuse a run with nothing to do: no mask under MASKS, or none matching the patterns.
 
     Raises
