@@ -88,12 +88,13 @@ def main() -> None:
 
 
 # MASKS: a folder, or one or more mask files (OUT comes last).
-_MASKS = click.argument(
-    "masks", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path)
-)
+_MASKS = click.argument("masks", nargs=-1, type=click.Path(exists=True, path_type=Path))
 
 
 def _masks_arg(masks: tuple[Path, ...]) -> Path | tuple[Path, ...]:
+    if not masks:
+        # One path given: click made it OUT; the one missing is OUT, not MASKS.
+        raise click.UsageError("Missing argument 'OUT'.")
     return masks[0] if len(masks) == 1 else masks
 
 

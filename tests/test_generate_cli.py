@@ -164,6 +164,14 @@ def test_generate_missing_masks_folder_exit_2(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("command", ["generate", "check"])
+def test_missing_out_is_named(masks, command):
+    for args in ([masks], []):
+        result = cli(command, *args)
+        assert result.exit_code == 2
+        assert "Missing argument 'OUT'" in result.output
+
+
 def test_device_cuda_fails_clearly(masks, tmp_path):
     result = cli("generate", masks, tmp_path / "out", "--device", "cuda")
     assert result.exit_code == 2
