@@ -359,6 +359,21 @@ def test_generate_jpeg_masks_thresholded_and_said(tmp_path):
     assert manifest["masks"]["polyp.jpg"]["threshold"] == 127.5
 
 
+def test_generate_rgb_jpeg_masks_with_a_channel_or_rule(tmp_path):
+    # Some polyp datasets store their masks as RGB JPEGs.
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    Image.fromarray(_disc()).convert("RGB").save(masks / "polyp.jpg", quality=85)
+    result = cli("generate", masks, tmp_path / "out", "--workers", 1)
+    assert result.exit_code == 1
+    assert "RGB image (3 channels); pass --channel or --rgb-rule" in result.stderr
+    result = cli("generate", masks, tmp_path / "out", "--workers", 1, "--channel", 0)
+    assert result.exit_code == 0, result.output
+    assert "thresholded, foreground > 127.5" in result.stdout
+    result = cli("generate", masks, tmp_path / "rule", "--workers", 1, "--rgb-rule", "bright")
+    assert result.exit_code == 0, result.output
+
+
 def test_generate_grey_level_label_set_is_semantic(tmp_path):
     masks, out = tmp_path / "masks", tmp_path / "out"
     masks.mkdir()
