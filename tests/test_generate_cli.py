@@ -344,7 +344,9 @@ def test_generate_jpeg_masks_thresholded_and_said(tmp_path):
     result = cli("generate", masks, out, "--workers", 1, "-v")
     assert result.exit_code == 0, result.output
     assert "polyp.jpg: binary (noise thresholded: foreground > 127.5)" in result.stderr
-    assert "1 binary masks held noise (JPEG) and were thresholded" in result.stdout
+    assert "note: 1 binary mask with noise (a JPEG's) thresholded, foreground > 127.5" in (
+        result.stdout
+    )
     record = json.loads((out / MANIFEST_NAME).read_text())["masks"]["polyp.jpg"]
     assert record["mask_type"] == "binary" and record["threshold"] == 127.5
     assert map_files(out) == expected_files(["polyp.jpg"])

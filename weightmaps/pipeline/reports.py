@@ -127,7 +127,8 @@ class GenerateReport:
             cuts = sorted(set(self.thresholded.values()))
             at = ", ".join(f"{c:g}" for c in cuts[:3]) + (", ..." if len(cuts) > 3 else "")
             lines.append(
-                f"  note: {len(self.thresholded)} binary masks held noise (JPEG) and were "
+                f"  note: {len(self.thresholded)} binary "
+                f"{'mask' if len(self.thresholded) == 1 else 'masks'} with noise (a JPEG's) "
                 f"thresholded, foreground > {at}; recorded as 'threshold' in the manifest"
             )
         if len(self.mask_types) > 1:
