@@ -17,7 +17,7 @@ __all__ = ["preview", "stats"]
 
 
 @click.command()
-@click.argument("masks", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("masks", type=click.Path(exists=True, path_type=Path))
 @click.option("--mask-type", type=click.Choice(MASK_TYPES), default="auto", show_default=True)
 @click.option("--ignore-value", type=int, help="Label of unlabelled pixels.")
 @click.option("--connectivity", type=int, help="Connectivity of connected components.")

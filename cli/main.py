@@ -20,6 +20,7 @@ from weightmaps.cli.inspection import preview, stats
 from weightmaps.cli.options import (
     READ_OPTIONS,
     apply,
+    cli_words,
     make_log,
     map_options,
     parse_kinds,
@@ -86,8 +87,19 @@ def main() -> None:
     """
 
 
+# MASKS: a folder, or one or more mask files (OUT comes last).
+_MASKS = click.argument("masks", nargs=-1, type=click.Path(exists=True, path_type=Path))
+
+
+def _masks_arg(masks: tuple[Path, ...]) -> Path | tuple[Path, ...]:
+    if not masks:
+        # One path given: click made it OUT; the one missing is OUT, not MASKS.
+        raise click.UsageError("Missing argument 'OUT'.")
+    return masks[0] if len(masks) == 1 else masks
+
+
 @main.command()
-@click.argument("masks", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@_MASKS
 @click.argument("out", type=click.Path(file_okay=False, path_type=Path))
 @click.option(
     "--kinds",
@@ -178,8 +190,10 @@ def main() -> None:
 @click.option("-q", "--quiet", is_flag=True, help="Only errors and the summary.")
 @click.option("-v", "--verbose", count=True, help="One line per mask (-vv: and why).")
 @usage_errors
-def generate(masks: Path, out: Path, quiet: bool, verbose: int, **params: Any) -> None:
+def generate(masks: tuple[Path, ...], out: Path, quiet: bool, verbose: int, **params: Any) -> None:
     """Write weight maps for every mask under MASKS into OUT.
+
+    MASKS is a folder, searched recursively, or one or more mask files.
 
     For MASKS/a/b.png: OUT/a/b.unet.tif, OUT/a/b.edge.tif, OUT/a/b.balance.tif
     (float32, deflate) and with --separate-touching OUT/a/b.target.tif, plus the
@@ -197,21 +211,27 @@ def generate(masks: Path, out: Path, quiet: bool, verbose: int, **params: Any) -
     try:
         with _sigterm_stops_cleanly():
             report = run_generate(
-                masks, out, progress=False if quiet else None, log=log, **params, **settings
+                _masks_arg(masks),
+                out,
+                progress=False if quiet else None,
+                log=log,
+                **params,
+                **settings,
             )
     except GenerateInterrupted as exc:
         terminated = _terminated.is_set()
         what = "terminated" if terminated else "interrupted"
         click.echo(f"{what}: finished masks are recorded; run again to resume", err=True)
-        click.echo(exc.report.summary(), err=True)
+        click.echo(cli_words(exc.report.summary(failures=False)), err=True)
         sys.exit(EXIT_TERMINATED if terminated else EXIT_INTERRUPTED)
-    summary = report.summary()
+    # Each failure was printed to stderr as it happened (log): once is enough.
+    summary = cli_words(report.summary(failures=False))
     click.echo(summary.splitlines()[0] if quiet else summary, err=quiet)
     sys.exit(report.exit_code)
 
 
 @main.command()
-@click.argument("masks", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@_MASKS
 @click.argument("out", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--kinds", callback=parse_kinds, help="Maps to check [default: as last generated].")
 @apply(map_options("manifest"))
@@ -225,7 +245,7 @@ def generate(masks: Path, out: Path, quiet: bool, verbose: int, **params: Any) -
 )
 @click.option("-v", "--verbose", is_flag=True, help="List current maps too.")
 @usage_errors
-def check(masks: Path, out: Path, verbose: bool, **params: Any) -> None:
+def check(masks: tuple[Path, ...], out: Path, verbose: bool, **params: Any) -> None:
     """List missing, stale and current maps of MASKS in OUT (exit 1 if any are not current).
 
     Parameters not given are those of the last generate run into OUT. A map
@@ -236,9 +256,9 @@ def check(masks: Path, out: Path, verbose: bool, **params: Any) -> None:
     from weightmaps.pipeline import check as run_check
 
     settings = pop_settings(params)
-    report = run_check(masks, out, **params, **settings)
+    report = run_check(_masks_arg(masks), out, **params, **settings)
     for rel, reason in report.failed.items():
-        click.echo(f"unreadable {printable(rel)}: {printable(reason)}")
+        click.echo(f"unreadable {printable(rel)}: {cli_words(printable(reason))}")
     for rel, kind, reason in report.missing:
         click.echo(f"missing  {printable(rel)} [{kind}]: {reason}")
     for rel, kind, reason in report.stale:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -26,6 +27,7 @@ __all__ = [
     "EXIT_RUN_ERROR",
     "READ_OPTIONS",
     "apply",
+    "cli_words",
     "make_log",
     "map_options",
     "parse_kinds",
@@ -108,6 +110,36 @@ READ_OPTIONS: list[Callable] = [
 ]
 
 
+# The library's messages advise in Python keywords (mask_type='binary',
+# channel=); the commands show their options (--mask-type binary, --channel).
+_KEYWORDS = frozenset(PARAMS) | {"channel", "rgb_rule", "glob", "max_pixels"}
+_KEYWORD = re.compile(r"(?<![\w./\\-])([a-z][a-z0-9_]*)=(?:'([^']*)'|(-?\w[\w.:,]*))?")
+
+
+def cli_words(text: str) -> str:
+    """A library message in the words of the command line: ``mask_type='binary'``
+    becomes ``--mask-type binary``, ``pass channel= or rgb_rule=`` becomes
+    ``pass --channel or --rgb-rule``.
+
+    Examples
+    --------
+    >>> cli_words("name mask_type='instance' or mask_type='semantic'")
+    'name --mask-type instance or --mask-type semantic'
+    >>> cli_words("pass channel= or rgb_rule= to read it; channel=4 but")
+    'pass --channel or --rgb-rule to read it; --channel 4 but'
+    """
+
+    def option(match: re.Match[str]) -> str:
+        name, quoted, bare = match.groups()
+        if name not in _KEYWORDS:
+            return match.group(0)
+        flag = "--" + name.replace("_", "-")
+        value = quoted if quoted is not None else bare
+        return flag if value in (None, "True") else f"{flag} {value}"
+
+    return _KEYWORD.sub(option, text)
+
+
 def apply(options: list[Callable]) -> Callable:
     """Decorate a command with ``options``, in their order on ``--help``."""
 
@@ -142,7 +174,7 @@ def make_log(verbose: int, quiet: bool) -> Callable[[int, str], None]:
 
     def log(level: int, message: str) -> None:
         if level >= threshold:
-            _echo_err(message)
+            _echo_err(cli_words(message))
 
     return log
 
@@ -159,11 +191,11 @@ def usage_errors(function: Callable) -> Callable:
             return function(*args, **kwargs)
         except (ValueError, TypeError) as exc:
             if isinstance(exc, ManifestError):
-                click.echo(f"error: {exc}", err=True)
+                click.echo(f"error: {cli_words(str(exc))}", err=True)
                 sys.exit(EXIT_RUN_ERROR)
-            raise click.UsageError(str(exc)) from None
+            raise click.UsageError(cli_words(str(exc))) from None
         except PipelineError as exc:
-            click.echo(f"error: {exc}", err=True)
+            click.echo(f"error: {cli_words(str(exc))}", err=True)
             sys.exit(EXIT_RUN_ERROR)
 
     return wrapper

@@ -164,6 +164,14 @@ def test_generate_missing_masks_folder_exit_2(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("command", ["generate", "check"])
+def test_missing_out_is_named(masks, command):
+    for args in ([masks], []):
+        result = cli(command, *args)
+        assert result.exit_code == 2
+        assert "Missing argument 'OUT'" in result.output
+
+
 def test_device_cuda_fails_clearly(masks, tmp_path):
     result = cli("generate", masks, tmp_path / "out", "--device", "cuda")
     assert result.exit_code == 2
@@ -190,11 +198,16 @@ def test_generate_corrupt_files_exit_1(masks, tmp_path):
     assert_no_traceback(result)
     assert "failed 4" in result.stdout
     for name in bad:
-        # Each failure with its path and a reason, once as it happens, once in the summary.
+        # Each failure with its path and a reason, once, on stderr as it happens.
         lines = [line for line in result.output.splitlines() if f"m_bad/{name}: " in line]
-        assert len(lines) == 2, result.output
-        assert all(line.strip().startswith("FAILED") for line in lines)
-        assert all(len(line.split(": ", 1)[1]) > 5 for line in lines)
+        assert len(lines) == 1, result.output
+        assert lines[0].startswith("FAILED") and f"m_bad/{name}: " in result.stderr
+        assert len(lines[0].split(": ", 1)[1]) > 5
+    assert "m_bad" not in result.stdout
+    # Advice in the command's words, not Python's.
+    assert "pass --channel or --rgb-rule" in result.stderr
+    assert "name --mask-type binary to threshold" in result.stderr
+    assert "channel=" not in result.output and "mask_type=" not in result.output
     assert map_files(out) == expected_files()
 
 
@@ -313,6 +326,145 @@ def test_generate_out_equal_to_masks(masks):
 
 
 # --- check --------------------------------------------------------------------------
+
+
+# --- masks from public datasets (issue 14) ------------------------------------------
+
+
+def _disc(value: int = 255, size: int = 96) -> np.ndarray:
+    yy, xx = np.mgrid[:size, :size]
+    inside = (yy - size / 2) ** 2 + (xx - size / 3) ** 2 < (size / 4) ** 2
+    return np.where(inside, value, 0).astype(np.uint8)
+
+
+def test_generate_jpeg_masks_thresholded_and_said(tmp_path):
+    masks, out = tmp_path / "masks", tmp_path / "out"
+    masks.mkdir()
+    Image.fromarray(_disc()).save(masks / "polyp.jpg", quality=75)
+    result = cli("generate", masks, out, "--workers", 1, "-v")
+    assert result.exit_code == 0, result.output
+    assert "polyp.jpg: binary (noise thresholded: foreground > 127.5)" in result.stderr
+    assert "note: 1 binary mask with noise (a JPEG's) thresholded, foreground > 127.5" in (
+        result.stdout
+    )
+    record = json.loads((out / MANIFEST_NAME).read_text())["masks"]["polyp.jpg"]
+    assert record["mask_type"] == "binary" and record["threshold"] == 127.5
+    assert map_files(out) == expected_files(["polyp.jpg"])
+    # A rerun finds them current; check agrees.
+    assert "skipped 1" in cli("generate", masks, out, "--workers", 1).stdout
+    assert cli("check", masks, out).exit_code == 0
+    # The device path (torch on the CPU here) reads and records it the same.
+    pytest.importorskip("torch")
+    result = cli("generate", masks, tmp_path / "out_torch", "--device", "torch:cpu")
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((tmp_path / "out_torch" / MANIFEST_NAME).read_text())
+    assert manifest["masks"]["polyp.jpg"]["threshold"] == 127.5
+
+
+def test_generate_rgb_jpeg_masks_with_a_channel_or_rule(tmp_path):
+    # Some polyp datasets store their masks as RGB JPEGs.
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    Image.fromarray(_disc()).convert("RGB").save(masks / "polyp.jpg", quality=85)
+    result = cli("generate", masks, tmp_path / "out", "--workers", 1)
+    assert result.exit_code == 1
+    assert "RGB image (3 channels); pass --channel or --rgb-rule" in result.stderr
+    result = cli("generate", masks, tmp_path / "out", "--workers", 1, "--channel", 0)
+    assert result.exit_code == 0, result.output
+    assert "thresholded, foreground > 127.5" in result.stdout
+    result = cli("generate", masks, tmp_path / "rule", "--workers", 1, "--rgb-rule", "bright")
+    assert result.exit_code == 0, result.output
+
+
+def test_generate_grey_level_label_set_is_semantic(tmp_path):
+    masks, out = tmp_path / "masks", tmp_path / "out"
+    masks.mkdir()
+    em = np.full((96, 96), 255, np.uint8)
+    for i, level in enumerate([0, 32, 64, 96, 128, 160, 192, 224]):
+        row, col = divmod(i, 4)
+        em[8 + row * 44 : 38 - i + row * 44, 4 + col * 23 : 22 + col * 23] = level
+    Image.fromarray(em).save(masks / "em.png")
+    result = cli("generate", masks, out, "--workers", 1, "-v", "--kinds", "balance")
+    assert result.exit_code == 0, result.output
+    assert "em.png: semantic" in result.stderr
+    balance = tifffile.imread(out / "em.balance.tif")
+    assert len(np.unique(balance)) == 9  # one weight per class, none merged
+
+
+def test_generate_refuses_the_raw_image_beside_its_mask(tmp_path):
+    masks, out = tmp_path / "masks", tmp_path / "out"
+    masks.mkdir()
+    labels = np.zeros((64, 64), np.uint16)
+    for i in range(20):
+        labels[2 + (i // 5) * 15 : 12 + (i // 5) * 15, 2 + (i % 5) * 12 : 10 + (i % 5) * 12] = i + 1
+    rng = np.random.default_rng(0)
+    image = (400 + 30 * labels + rng.normal(0, 25, labels.shape)).astype(np.uint16)
+    tifffile.imwrite(masks / "mask2d.tif", labels)
+    tifffile.imwrite(masks / "img2d.tif", image)
+    result = cli("generate", masks, out, "--workers", 1)
+    assert result.exit_code == 1
+    line = [ln for ln in result.stderr.splitlines() if "img2d.tif" in ln]
+    assert len(line) == 1 and "looks like an intensity image" in line[0]
+    assert "--glob" in line[0] and "--mask-type instance" in line[0]
+    assert map_files(out) == expected_files(["mask2d.tif"])
+    # --glob picks the masks.
+    result = cli("generate", masks, tmp_path / "out2", "--workers", 1, "--glob", "mask*")
+    assert result.exit_code == 0, result.output
+
+
+def test_generate_nothing_to_do_exits_non_zero_without_out(tmp_path):
+    empty, out = tmp_path / "empty", tmp_path / "out"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("not a mask")
+    result = cli("generate", empty, out)
+    assert result.exit_code == 3
+    assert result.stderr.splitlines() == [
+        f"error: no masks (.tif, .tiff, .png, .npy, .jpg, .jpeg, .bmp, .gif, .zarr) found "
+        f"under {empty}"
+    ]
+    assert not out.exists()
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    Image.fromarray(_disc(1)).save(masks / "a.png")
+    result = cli("generate", masks, out, "--glob", "b*", "--glob", "c*")
+    assert result.exit_code == 3
+    assert result.stderr.splitlines() == [
+        f"error: no mask under {masks} matches the pattern 'b*' or 'c*'"
+    ]
+    assert not out.exists()
+    # An OUT already there keeps its manifest as it was (none here).
+    out.mkdir()
+    assert cli("generate", masks, out, "--glob", "b*").exit_code == 3
+    assert not (out / MANIFEST_NAME).exists()
+    assert cli("check", masks, out, "--glob", "b*").exit_code == 3
+    with pytest.raises(weightmaps.pipeline.PipelineError, match="no mask"):
+        weightmaps.generate(empty, out)
+
+
+def test_generate_single_and_several_mask_files(tmp_path):
+    masks, out = tmp_path / "masks", tmp_path / "out"
+    (masks / "sub").mkdir(parents=True)
+    Image.fromarray(_disc(1)).save(masks / "a.png")
+    Image.fromarray(_disc(255)).save(masks / "sub" / "b.png")
+    result = cli("generate", masks / "a.png", out, "--workers", 1)
+    assert result.exit_code == 0, result.output
+    assert map_files(out) == expected_files(["a.png"])
+    result = cli("generate", masks / "a.png", masks / "sub" / "b.png", out, "--workers", 1)
+    assert result.exit_code == 0, result.output
+    assert "done 1, skipped 1" in result.stdout
+    assert map_files(out) == expected_files(["a.png", "b.png"])
+    result = cli("check", masks / "a.png", masks / "sub" / "b.png", out)
+    assert result.exit_code == 0 and "6 current" in result.stdout
+    # The folder form is unchanged.
+    result = cli("generate", masks, tmp_path / "out2", "--workers", 1)
+    assert map_files(tmp_path / "out2") == expected_files(["a.png", "sub/b.png"])
+    # Two files of one name would write the same maps: the second one fails.
+    Image.fromarray(_disc(1)).save(masks / "sub" / "a.png")
+    result = cli("generate", masks / "a.png", masks / "sub" / "a.png", tmp_path / "out3")
+    assert result.exit_code == 1 and "would overwrite" in result.stderr
+    # Python: a file or a list.
+    report = weightmaps.generate([masks / "a.png"], tmp_path / "out4", workers=1)
+    assert report.done == ["a.png"]
 
 
 def test_check(masks, tmp_path):
@@ -500,3 +652,16 @@ def test_preview_without_maps_in_out_exit_1(tmp_path):
     assert result.exit_code == 1
     assert "no maps" in result.stderr
     assert not (tmp_path / "p.png").exists()
+
+
+def test_stats_on_a_jpeg_file_and_nothing_found(tmp_path):
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    Image.fromarray(_disc()).save(masks / "polyp.jpg", quality=80)
+    # A file as MASKS; a JPEG read as generate reads it (binary, noise cut away).
+    result = cli("stats", masks / "polyp.jpg", "--json")
+    assert result.exit_code == 0, result.output
+    stats = json.loads(result.stdout)
+    assert stats["mask_types"] == {"binary": 1} and sorted(stats["classes"]) == ["0", "1"]
+    result = cli("stats", masks, "--glob", "*.png")
+    assert result.exit_code == 3 and result.stderr.startswith("error: no mask under")

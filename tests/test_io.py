@@ -22,6 +22,7 @@ from weightmaps.io import (
     MaskReadError,
     read_mask,
 )
+from weightmaps.io.read import is_lossy
 
 
 def _labels(shape: tuple[int, ...], dtype: type = np.uint16, high: int = 1000) -> np.ndarray:
@@ -67,7 +68,7 @@ def _forbid(monkeypatch: pytest.MonkeyPatch, owner: object, name: str) -> None:
 
 def test_public_constants() -> None:
     assert DEFAULT_MAX_PIXELS == 2**30
-    assert MASK_SUFFIXES == (".tif", ".tiff", ".png", ".npy")
+    assert MASK_SUFFIXES == (".tif", ".tiff", ".png", ".npy", ".jpg", ".jpeg", ".bmp", ".gif")
     assert RGB_RULES == ("dark", "bright", "nonblack", "alpha")
     assert issubclass(MaskReadError, ValueError)
 
@@ -688,7 +689,9 @@ def test_unsupported_suffix(tmp_path: Path) -> None:
     with pytest.raises(MaskReadError) as exc_info:
         read_mask(path)
     reason = _assert_one_line_error(exc_info, path)
-    assert reason == "unsupported format '.xyz' (expected .tif, .tiff, .png, .npy)"
+    assert reason == (
+        "unsupported format '.xyz' (expected .tif, .tiff, .png, .npy, .jpg, .jpeg, .bmp, .gif)"
+    )
 
 
 def test_suffix_case_insensitive(tmp_path: Path) -> None:
@@ -775,3 +778,47 @@ def test_realdata_horse(realdata: Path) -> None:
     assert 0 < mask.mean() < 1
     # The horse is one object in the middle; the corners are background.
     assert mask[0, 0] == mask[0, -1] == mask[-1, 0] == mask[-1, -1] == 0
+
+
+# ----------------------------------------------------------------------------- JPEG, BMP, GIF
+
+
+def _disc(size: int = 64) -> np.ndarray:
+    yy, xx = np.mgrid[:size, :size]
+    return np.where((yy - size / 2) ** 2 + (xx - size / 2) ** 2 < (size / 4) ** 2, 255, 0).astype(
+        np.uint8
+    )
+
+
+@pytest.mark.parametrize("suffix", [".jpg", ".jpeg", ".JPG"])
+def test_jpeg_mask_read_with_its_noise(tmp_path: Path, suffix: str) -> None:
+    mask = _disc()
+    path = tmp_path / f"polyp{suffix}"
+    Image.fromarray(mask).save(path, format="JPEG", quality=75)
+    read = read_mask(path)
+    assert read.dtype == np.uint8 and read.shape == mask.shape
+    # Values as decoded: the noise is there, the threshold comes later.
+    assert len(np.unique(read)) > 2
+    assert np.array_equal(read > 127, mask > 127) or np.mean((read > 127) != (mask > 127)) < 0.01
+    assert is_lossy(path)
+
+
+@pytest.mark.parametrize("fmt,suffix", [("BMP", ".bmp"), ("GIF", ".gif")])
+def test_bmp_and_gif_masks_lossless(tmp_path: Path, fmt: str, suffix: str) -> None:
+    mask = np.zeros((10, 12), np.uint8)
+    mask[2:5, 3:9] = 1
+    mask[6:9, 1:4] = 2
+    path = tmp_path / f"labels{suffix}"
+    Image.fromarray(mask).save(path, format=fmt)
+    np.testing.assert_array_equal(read_mask(path), mask)
+    assert not is_lossy(path)
+
+
+def test_jpeg_content_behind_png_suffix_is_lossy(tmp_path: Path) -> None:
+    path = tmp_path / "really_jpeg.png"
+    Image.fromarray(_disc()).save(path, format="JPEG")
+    assert read_mask(path).shape == (64, 64)
+    assert is_lossy(path)
+    png = tmp_path / "plain.png"
+    Image.fromarray(_disc()).save(png)
+    assert not is_lossy(png) and not is_lossy(tmp_path / "missing.png")

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from weightmaps.masktype import EmptyMaskError, MaskTypeError, infer_mask_type
+from weightmaps.masktype import EmptyMaskError, MaskTypeError, infer_mask_type, uniform_pixels
+from weightmaps.prepare import prepare_array
 from weightmaps.recipe import compute_maps
 from weightmaps.settings import MapSettings
 
@@ -70,7 +71,7 @@ def test_ambiguous_is_refused():
     mask = blobs((20, 120), [1, 2, 3, 4, 5, 1])
     with pytest.raises(MaskTypeError, match="ambiguous") as info:
         infer_mask_type(mask)
-    assert "'instance' or 'semantic'" in str(info.value)
+    assert "mask_type='instance' or mask_type='semantic'" in str(info.value)
     assert not isinstance(info.value, EmptyMaskError)
     # Naming the type resolves it.
     for mask_type in ("instance", "semantic"):
@@ -156,3 +157,125 @@ def test_negative_values_are_refused():
     mask[5:7, 5:7] = 3
     with pytest.raises(MaskTypeError, match="negative"):
         infer_mask_type(mask)
+
+
+# --- masks from public datasets: JPEG, grey-level label sets, raw images ------------
+
+
+def _jpeg(mask: np.ndarray, quality: int) -> np.ndarray:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(mask).save(buffer, format="JPEG", quality=quality)
+    buffer.seek(0)
+    return np.asarray(Image.open(buffer))
+
+
+def _ellipses(levels: list[int], size: int = 128) -> np.ndarray:
+    """Nested ellipses, the outer of levels[0], the inner of the last."""
+    yy, xx = np.mgrid[:size, :size]
+    mask = np.zeros((size, size), np.uint8)
+    for i, level in enumerate(levels):
+        ry, rx = size * (0.4 - 0.15 * i), size * (0.3 - 0.1 * i)
+        mask[((yy - size / 2) / ry) ** 2 + ((xx - size / 2) / rx) ** 2 < 1] = level
+    return mask
+
+
+@pytest.mark.parametrize("quality", [75, 85, 95])
+def test_jpeg_of_a_binary_mask(quality):
+    from weightmaps.masktype import lossy_threshold
+
+    mask = _ellipses([255])
+    noisy = _jpeg(mask, quality)
+    assert len(np.unique(noisy)) > 4  # the noise read as a mask in a lossless file: refused
+    with pytest.raises(MaskTypeError, match="compression noise"):
+        infer_mask_type(noisy)
+    assert lossy_threshold(noisy) == 127.5
+    # Read from a JPEG, auto thresholds and says where.
+    prepared = prepare_array(noisy, MapSettings(), lossy=True)
+    assert prepared.mask_type == "binary" and prepared.threshold == 127.5
+    assert np.mean(prepared.values.astype(bool) != (mask > 0)) < 0.01
+
+
+def test_jpeg_of_a_0_1_mask_cut_at_half_its_level():
+    from weightmaps.masktype import lossy_threshold
+
+    mask = _ellipses([1])
+    noisy = _jpeg(mask, 75)
+    assert noisy.max() >= 2  # noise above the level: half the maximum would lose the object
+    assert lossy_threshold(noisy) == 0.5
+    prepared = prepare_array(noisy, MapSettings(), lossy=True)
+    # A 0/1 mask keeps little through JPEG, but the object is kept; cut at half
+    # the maximum it would be nearly gone.
+    assert np.mean(prepared.values.astype(bool) != (mask > 0)) < 0.05
+    assert np.count_nonzero(noisy > noisy.max() / 2) < 0.2 * np.count_nonzero(mask)
+
+
+def test_jpeg_with_several_levels_is_refused():
+    from weightmaps.masktype import lossy_threshold
+
+    noisy = _jpeg(_ellipses([128, 255]), 85)
+    with pytest.raises(MaskTypeError, match=r"2 grey levels besides 0 \(128, 255\)"):
+        lossy_threshold(noisy)
+    with pytest.raises(MaskTypeError, match="mask_type='binary'"):
+        prepare_array(noisy, MapSettings(), lossy=True)
+    # Named binary, it is thresholded at half the maximum, the levels merged.
+    named = prepare_array(noisy, MapSettings(mask_type="binary"), lossy=True)
+    assert named.mask_type == "binary" and named.threshold == 127.5
+
+
+def test_lossless_grey_level_label_set_is_semantic():
+    # An EM label set: 9 evenly spaced grey levels, each a large region, the top one
+    # (cytoplasm, say) holding most of the foreground.
+    mask = np.full((96, 96), 255, np.uint8)
+    for i, level in enumerate([0, 32, 64, 96, 128, 160, 192, 224]):
+        row, col = divmod(i, 4)
+        mask[8 + row * 44 : 38 + row * 44, 4 + col * 23 : 22 + col * 23] = level
+    assert infer_mask_type(mask) == "semantic"
+    # Even with every level one blob (which rule 7 would read as instances).
+    assert infer_mask_type(_ellipses([128, 255])) == "semantic"
+    # Its levels hold uniform regions: not the fringe of compression noise.
+    result = compute_maps(mask, MapSettings(), kinds=["balance"])
+    assert result.mask_type == "semantic"
+
+
+def test_noise_fringe_on_lossless_mask_still_refused_and_levels_kept():
+    # A fringe of many values, one pixel each, no uniform region: noise.
+    rng = np.random.default_rng(3)
+    mask = _ellipses([255])
+    edge = (uniform_pixels(mask) == 0) & (mask == 0)
+    mask[edge] = rng.integers(1, 255, int(edge.sum()))
+    with pytest.raises(MaskTypeError, match="compression noise"):
+        infer_mask_type(mask)
+    # Uneven levels are no display scale: decided by connectivity as before.
+    assert infer_mask_type(blobs((20, 60), [5, 200, 201])) == "instance"
+
+
+def test_intensity_image_is_refused():
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:128, :128]
+    image = 300 + 200 * np.sin(yy / 9) * np.cos(xx / 7) + rng.normal(0, 20, (128, 128))
+    image = image.astype(np.uint16)
+    assert image.min() > 0 and len(np.unique(image)) > 100
+    with pytest.raises(MaskTypeError, match="intensity image") as info:
+        infer_mask_type(image)
+    message = str(info.value)
+    assert "no 0 background" in message and "glob=" in message
+    assert "mask_type='instance'" in message
+    # Named, it is read as told.
+    assert compute_maps(image, MapSettings(mask_type="semantic"), kinds=["balance"]).mask_type == (
+        "semantic"
+    )
+    # A label mask with as many ids is no image.
+    labels = blobs((20, 400), list(range(1, 40)), size=6, gap=4)
+    assert infer_mask_type(labels) == "instance"
+
+
+def test_threshold_recorded_only_when_noise_was_cut():
+    clean = _ellipses([255])
+    assert prepare_array(clean, MapSettings()).threshold is None
+    assert prepare_array(clean, MapSettings(), lossy=True).threshold is None
+    noisy = _jpeg(clean, 90)
+    assert prepare_array(noisy, MapSettings(mask_type="binary")).threshold == 127.5

@@ -315,7 +315,7 @@ def test_auto_type_of_a_volume(tmp_path, labels):
     assert report.mask_types == {"instance": 1, "binary": 1}
     assert sorted(report.done) == ["many.zarr", "one.zarr"]
     assert "ambiguous volume: 7 nonzero values" in report.failed["few.zarr"]
-    assert "--mask-type instance or semantic" in report.failed["few.zarr"]
+    assert "mask_type='instance' or mask_type='semantic'" in report.failed["few.zarr"]
 
 
 def test_unknown_volumes_and_edge_size_fail_with_a_reason(tmp_path, labels):

@@ -10,7 +10,8 @@ chunked volume, dask) make the same :class:`PreparedMask` by the same rules:
   for binary and instance masks, with ignored pixels as class 2, the class ids
   themselves for semantic masks, the ignore value as their ignore index;
 - ``values``: the mask as integers (a binary mask thresholded at half its
-  maximum, so 0/1, 0/255 and JPEG noise alike);
+  maximum, so 0/1, 0/255 and noise alike; a JPEG read with ``auto`` at half
+  its top level, see :func:`weightmaps.masktype.lossy_threshold`);
 - masks without foreground are refused unless ``allow_empty``;
 - with ``separate_touching``, instance masks are carved (a one-pixel gap
   between touching instances) and every map follows the carved target;
@@ -36,6 +37,7 @@ from weightmaps.masktype import (
     distinct_values,
     infer_mask_type,
     infer_sampled_type,
+    lossy_threshold,
 )
 
 __all__ = [
@@ -85,6 +87,9 @@ class PreparedMask:
     connectivity : int, optional
         Of the connected components that make instances of a binary or
         semantic mask (default full).
+    threshold : float, optional
+        Where a binary mask holding more values than 0 and one other (a
+        JPEG's noise) was cut: foreground is ``mask > threshold``.
     """
 
     mask_type: str
@@ -99,6 +104,7 @@ class PreparedMask:
     _instances: Any = None
     _present: list[int] | None = None
     connectivity: int | None = None
+    threshold: float | None = None
 
     @property
     def instances(self) -> Any:
@@ -169,12 +175,15 @@ def _where(chunked: bool) -> Any:
 # --- in memory ----------------------------------------------------------------
 
 
-def prepare_array(mask: np.ndarray, settings: Any, *, kinds: Sequence[str] = ()) -> PreparedMask:
+def prepare_array(
+    mask: np.ndarray, settings: Any, *, kinds: Sequence[str] = (), lossy: bool = False
+) -> PreparedMask:
     """Read a mask in memory as its type (see the module docstring).
 
     ``kinds`` that need instances get them now, and kinds computed on the
     CPU in any case (:attr:`~weightmaps.kinds.spec.MapKind.on_cpu`) their
-    maps: the device path sends the result to the GPU.
+    maps: the device path sends the result to the GPU. ``lossy``: the mask
+    was read from a JPEG, which ``auto`` reads as binary with noise.
 
     Raises
     ------
@@ -190,9 +199,14 @@ def prepare_array(mask: np.ndarray, settings: Any, *, kinds: Sequence[str] = ())
         raise MaskTypeError(f"mask must be 2-D or 3-D, got shape {mask.shape}")
     ignore_value = settings.ignore_value
     mask_type = settings.mask_type
+    threshold = None
     if mask_type == "auto":
         try:
-            mask_type = infer_mask_type(mask, ignore_value=ignore_value)
+            if lossy and mask.dtype != bool:
+                threshold = lossy_threshold(mask, ignore_value=ignore_value)
+                mask_type = "binary"
+            else:
+                mask_type = infer_mask_type(mask, ignore_value=ignore_value)
         except EmptyMaskError:
             # Background (and ignored pixels) only: nothing to tell apart. Read
             # it as binary; the empty check refuses it unless empty masks are allowed.
@@ -201,7 +215,7 @@ def prepare_array(mask: np.ndarray, settings: Any, *, kinds: Sequence[str] = ())
     if ignore is not None and not ignore.any():
         ignore = None
     if mask_type == "binary":
-        prepared = _binary_array(mask, ignore)
+        prepared = _binary_array(mask, ignore, threshold)
     else:
         values = _integer_labels(mask, mask_type)
         prepared = _typed_mask(mask_type, values, ignore, ignore_value, chunked=False)
@@ -218,7 +232,10 @@ def prepare_array(mask: np.ndarray, settings: Any, *, kinds: Sequence[str] = ())
     return prepared
 
 
-def _binary_array(mask: np.ndarray, ignore: np.ndarray | None) -> PreparedMask:
+def _binary_array(
+    mask: np.ndarray, ignore: np.ndarray | None, threshold: float | None = None
+) -> PreparedMask:
+    noisy = False
     if mask.dtype == bool:
         foreground = mask.copy()
     else:
@@ -228,8 +245,15 @@ def _binary_array(mask: np.ndarray, ignore: np.ndarray | None) -> PreparedMask:
         else:
             if not np.all(np.isfinite(counted)):
                 raise MaskTypeError("binary mask holds NaN or infinite values")
-            # JPEG noise and 0/255, 0/1 or float masks alike: half the maximum.
-            foreground = mask > float(counted.max()) / 2
+            top = counted.max()
+            # 0/255, 0/1 or float masks and noise alike: half the maximum,
+            # unless a JPEG's levels said where (lossy_threshold).
+            if threshold is None:
+                threshold = float(top) / 2
+            foreground = mask > threshold
+            # Values besides 0 and the top: thresholding dropped something, said
+            # in the manifest and the summary.
+            noisy = bool(np.any((counted != 0) & (counted != top)))
     if ignore is not None:
         foreground &= ~ignore
     return PreparedMask(
@@ -238,6 +262,7 @@ def _binary_array(mask: np.ndarray, ignore: np.ndarray | None) -> PreparedMask:
         classes=_fg_bg_classes(foreground, ignore, chunked=False),
         class_ignore=FG_BG_IGNORE,
         ignore=ignore,
+        threshold=threshold if noisy else None,
     )
 
 
@@ -419,14 +444,17 @@ def prepare_volume(volume: Any, settings: Any) -> PreparedMask:
 # --- what the statistics and the dataset pass read ----------------------------------
 
 
-def mask_class_counts(mask: np.ndarray, settings: Any) -> tuple[str, ClassCounts]:
+def mask_class_counts(
+    mask: np.ndarray, settings: Any, *, lossy: bool = False
+) -> tuple[str, ClassCounts]:
     """The mask type and the class counts the balance map of this mask uses.
 
     Binary and instance masks count background (0) against foreground (1);
     semantic masks count their class ids. Summed over a dataset, these are
-    the counts of ``balance_scope="dataset"``.
+    the counts of ``balance_scope="dataset"``. ``lossy`` as for
+    :func:`prepare_array`.
     """
-    prepared = prepare_array(mask, settings)
+    prepared = prepare_array(mask, settings, lossy=lossy)
     return prepared.mask_type, prepared.class_counts()
 
 

@@ -1,7 +1,7 @@
 """Reading masks and writing maps: the file layer.
 
 ``from weightmaps.io import read_mask`` reads a 2D or 3D mask from a TIFF,
-PNG or NPY file (:mod:`weightmaps.io.read`, one module per format);
+PNG, JPEG, BMP, GIF or NPY file (:mod:`weightmaps.io.read`, one module per format);
 :mod:`weightmaps.io.writing` writes maps atomically; :mod:`weightmaps.io.volumes`
 inspects zarr and big-TIFF volumes from their metadata, and
 :mod:`weightmaps.io.zarr_maps` writes a volume's maps as zarr arrays.

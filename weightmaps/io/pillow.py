@@ -1,4 +1,4 @@
-"""Reading PNG (and JPEG or BMP content behind a ``.png`` suffix) masks with Pillow."""
+"""Reading PNG, JPEG, BMP and GIF masks with Pillow (whichever format the content is)."""
 
 from __future__ import annotations
 
@@ -23,10 +23,10 @@ from weightmaps.io.header import (
 __all__ = ["read_pillow"]
 
 
-# Content Pillow may decode behind a .png suffix. Its TIFF and GIF plugins (and
-# the rest) have their own quirks with damaged files; TIFF content belongs in a
-# .tif file, read by tifffile.
-_PILLOW_FORMATS = ("PNG", "JPEG", "BMP")
+# Content Pillow may decode behind a .png, .jpg, .bmp or .gif suffix. Its TIFF
+# plugin (and the rest) have their own quirks with damaged files; TIFF content
+# belongs in a .tif file, read by tifffile.
+_PILLOW_FORMATS = ("PNG", "JPEG", "BMP", "GIF")
 
 # PNG files end with this exact chunk (zero length, "IEND", fixed CRC); Pillow
 # stops quietly when it is missing, so its absence is how a cut file is spotted.

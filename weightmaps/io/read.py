@@ -1,4 +1,4 @@
-"""Read segmentation label masks from TIFF, PNG and NPY files.
+"""Read segmentation label masks from TIFF, PNG, JPEG, BMP, GIF and NPY files.
 
 :func:`read_mask` returns the stored label values unchanged (only singleton axes
 are dropped and the byte order made native), checks the image size from the
@@ -24,10 +24,37 @@ from weightmaps.io.npy import read_npy
 from weightmaps.io.pillow import read_pillow
 from weightmaps.io.tiff import read_tiff
 
-__all__ = ["MASK_SUFFIXES", "read_mask"]
+__all__ = ["LOSSY_SUFFIXES", "MASK_SUFFIXES", "is_lossy", "read_mask"]
 
-MASK_SUFFIXES: tuple[str, ...] = (".tif", ".tiff", ".png", ".npy")
+_PILLOW_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+MASK_SUFFIXES: tuple[str, ...] = (".tif", ".tiff", ".png", ".npy", ".jpg", ".jpeg", ".bmp", ".gif")
 """File suffixes :func:`read_mask` reads (compared case-insensitively)."""
+
+LOSSY_SUFFIXES: tuple[str, ...] = (".jpg", ".jpeg")
+"""Suffixes of lossy formats: their masks carry compression noise."""
+
+_JPEG_MAGIC = b"\xff\xd8\xff"
+
+
+def is_lossy(path: str | os.PathLike[str]) -> bool:
+    """Whether a mask file holds lossy (JPEG) content: by its suffix, or by its
+    first bytes behind another Pillow suffix (a JPEG saved as ``.png``).
+
+    Examples
+    --------
+    >>> is_lossy("polyp.JPG"), is_lossy("cells.tif")
+    (True, False)
+    """
+    suffix = Path(path).suffix.lower()
+    if suffix in LOSSY_SUFFIXES:
+        return True
+    if suffix not in _PILLOW_SUFFIXES:
+        return False
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(len(_JPEG_MAGIC)) == _JPEG_MAGIC
+    except OSError:
+        return False  # read_mask says why
 
 
 def read_mask(
@@ -37,7 +64,7 @@ def read_mask(
     rgb_rule: str | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> np.ndarray:
-    """Read a 2D or 3D segmentation mask from a TIFF, PNG or NPY file.
+    """Read a 2D or 3D segmentation mask from a TIFF, PNG, JPEG, BMP, GIF or NPY file.
 
     Label values are returned exactly as stored: nothing is rescaled, relabelled
     or cast, apart from making the byte order native. Singleton axes are dropped
@@ -48,9 +75,11 @@ def read_mask(
     ----------
     path : str or os.PathLike
         A ``.tif``/``.tiff`` (read with tifffile; 2D pages or 3D multi-page
-        stacks, first series only), ``.png`` (read with Pillow; JPEG or BMP
-        content behind the suffix is read too) or ``.npy`` file. The suffix is
-        compared case-insensitively.
+        stacks, first series only), ``.png``, ``.jpg``/``.jpeg``, ``.bmp`` or
+        ``.gif`` (read with Pillow, whichever of these formats the content is;
+        a GIF's first frame) or ``.npy`` file. The suffix is compared
+        case-insensitively. A JPEG's values are returned as decoded, noise
+        and all (see :func:`weightmaps.masktype.lossy_threshold`).
     channel : int, optional
         For a colour (multi-channel) image, return this channel (0-based) as
         stored. Ignored for single-channel images.
@@ -122,6 +151,6 @@ def read_mask(
     request = Request(os.fspath(path), channel, rgb_rule, max_pixels)
     if suffix == ".npy":
         return read_npy(request)
-    if suffix == ".png":
+    if suffix in _PILLOW_SUFFIXES:
         return read_pillow(request)
     return read_tiff(request)

@@ -9,7 +9,7 @@ from typing import Any
 
 from weightmaps.io.volumes import DEFAULT_CHUNKED_ABOVE, VolumeRefused
 from weightmaps.kinds import DEFAULT_KINDS
-from weightmaps.pipeline.discover import find_masks
+from weightmaps.pipeline.discover import find_masks, require_masks
 from weightmaps.pipeline.jobs import ReadOptions
 from weightmaps.pipeline.manifest import Manifest, params_digest
 from weightmaps.pipeline.plan import (
@@ -28,7 +28,7 @@ _MISSING_REASONS = frozenset({"new mask", "not generated yet", "output missing"}
 
 
 def check(
-    masks_dir: str | os.PathLike[str],
+    masks_dir: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
     out_dir: str | os.PathLike[str],
     *,
     kinds: Sequence[str] | None = None,
@@ -49,10 +49,17 @@ def check(
     even at the same size. generate compares sizes only (a rerun with nothing to do
     reads no map), so such a map must be deleted for generate to redo it.
     Zarr maps and maps recorded without a digest are compared by size.
+
+    ``masks_dir`` is a folder, a mask file or several, as for
+    :func:`~weightmaps.pipeline.generate`; finding no mask (or none matching
+    ``glob``) raises :class:`~weightmaps.pipeline.discover.NoMasksError`.
     """
-    masks_path, out_path = Path(masks_dir), Path(out_dir)
-    if not masks_path.is_dir():
-        raise ValueError(f"masks folder {masks_dir} does not exist or is not a folder")
+    masks_path, out_path = masks_dir, Path(out_dir)
+    if isinstance(masks_dir, (str, os.PathLike)) and not Path(masks_dir).exists():
+        raise ValueError(f"masks folder or file {masks_dir} does not exist")
+    patterns = (glob,) if isinstance(glob, str) else tuple(glob)
+    found = find_masks(masks_path, out_dir=out_path, patterns=patterns)
+    require_masks(found, masks_path, patterns)
     manifest = open_manifest(out_path, force=False) if out_path.is_dir() else Manifest()
     recorded = dict(manifest.settings)
     settings = settings_from_record(recorded, **options)
@@ -76,9 +83,8 @@ def check(
     )
     run.verify_digests = hash_maps
     report = CheckReport()
-    patterns = (glob,) if isinstance(glob, str) else tuple(glob)
     plans: list[Plan] = []
-    for mask in find_masks(masks_path, out_dir=out_path, patterns=patterns):
+    for mask in found:
         if mask.error is not None:
             report.failed[mask.rel] = mask.error
             continue

@@ -23,7 +23,6 @@ from typing import Any
 from weightmaps._shared.text import printable
 from weightmaps.io.header import DEFAULT_MAX_PIXELS
 from weightmaps.io.names import output_name
-from weightmaps.io.read import MASK_SUFFIXES
 from weightmaps.io.volumes import (
     DEFAULT_CHUNKED_ABOVE,
     DEFAULT_MAX_CHUNK_BYTES,
@@ -39,7 +38,7 @@ from weightmaps.io.writing import (
 from weightmaps.kernels.class_balance import ClassCounts
 from weightmaps.kinds import DEFAULT_KINDS
 from weightmaps.pipeline.device import device_results, resolve_device
-from weightmaps.pipeline.discover import find_masks
+from weightmaps.pipeline.discover import MaskFile, find_masks, masks_description, require_masks
 from weightmaps.pipeline.jobs import Failed, ReadOptions
 from weightmaps.pipeline.lock import OutputLocked, output_lock
 from weightmaps.pipeline.manifest import MANIFEST_NAME, Manifest, params_digest
@@ -74,7 +73,7 @@ __all__ = ["generate"]
 
 
 def generate(
-    masks_dir: str | os.PathLike[str],
+    masks_dir: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
     out_dir: str | os.PathLike[str],
     *,
     kinds: Sequence[str] = DEFAULT_KINDS,
@@ -109,9 +108,13 @@ def generate(
 
     Parameters
     ----------
-    masks_dir, out_dir : path-like
-        Where masks are found (recursively) and where maps go, at the same
-        relative paths. ``out_dir`` may equal ``masks_dir``.
+    masks_dir : path-like or sequence of path-like
+        Where masks are found: a folder (searched recursively; maps go to
+        the same relative paths under ``out_dir``), a mask file, or several
+        files and folders (a file's maps are named after the file).
+    out_dir : path-like
+        Where maps go; may equal ``masks_dir``. Not created when there is
+        nothing to do.
     kinds : sequence of {"unet", "edge", "balance", "sdf", "skeleton"}
         Maps to compute (default ``unet``, ``edge`` and ``balance``; see
         :data:`weightmaps.kinds.DEFAULT_KINDS`).
@@ -183,8 +186,10 @@ def generate(
     ValueError, TypeError
         Invalid options (nothing is done).
     PipelineError
-        The run cannot proceed: OUT not writable or full, another run holds
-        its lock, an unreadable manifest.
+        The run cannot proceed: no mask found (or none matching ``glob``:
+        :class:`~weightmaps.pipeline.discover.NoMasksError`, OUT untouched),
+        OUT not writable or full, another run holds its lock, an unreadable
+        manifest.
     GenerateInterrupted
         Ctrl-C; finished masks are recorded, a rerun resumes.
 
@@ -212,11 +217,11 @@ def generate(
         raise ValueError(f"chunks must be >= 1, got {chunks}")
     volume_limits = VolumeLimits(max_volume_voxels, max_chunk_bytes, missing_chunks)
     tiff_compression(compression)  # a bad codec or level: ValueError now
-    masks_path = Path(masks_dir)
+    masks_path = _masks_arg(masks_dir)
     out_path = Path(out_dir)
-    if not masks_path.is_dir():
-        raise ValueError(f"masks folder {masks_dir} does not exist or is not a folder")
-    report = GenerateReport(masks_dir=str(masks_dir), out_dir=str(out_dir), dry_run=dry_run)
+    report = GenerateReport(
+        masks_dir=masks_description(masks_path), out_dir=str(out_dir), dry_run=dry_run
+    )
     if scheduler is not None:
         from weightmaps.pipeline.cluster import check_scheduler
 
@@ -239,12 +244,29 @@ def generate(
         volume_limits,
         compression,
     )
+    # Before OUT is made or locked: nothing to do is an error, not an empty manifest.
+    found = find_masks(masks_path, out_dir=out_path, patterns=patterns)
+    require_masks(found, masks_path, patterns)
     start = time.perf_counter()
     try:
-        _generate(report, masks_path, out_path, settings, read, kinds, options_)
+        _generate(report, masks_path, out_path, settings, read, kinds, options_, found)
     finally:
         report.elapsed = time.perf_counter() - start
     return report
+
+
+def _masks_arg(masks_dir: Any) -> Any:
+    """MASKS as given: one folder or file (a Path), or several (a tuple of Paths)."""
+    if isinstance(masks_dir, (str, os.PathLike)):
+        paths = [Path(masks_dir)]
+    else:
+        paths = [Path(m) for m in masks_dir]
+        if not paths:
+            raise ValueError("no masks folder or file given")
+    for path in paths:
+        if not path.exists() and not path.is_symlink():
+            raise ValueError(f"masks folder or file {path} does not exist")
+    return paths[0] if len(paths) == 1 else tuple(paths)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -273,12 +295,13 @@ def _generate(
     read: ReadOptions,
     kinds: tuple[str, ...],
     options: _RunOptions,
+    found: list[MaskFile],
 ) -> None:
     if options.dry_run:
         exists = out_path.is_dir()
         manifest = open_manifest(out_path, options.force) if exists else Manifest()
         run = _new_run(masks_path, out_path, settings, read, kinds, manifest, options)
-        _execute(run, report, options)
+        _execute(run, report, options, found)
         return
     make_out_dir(out_path)
     try:
@@ -290,7 +313,7 @@ def _generate(
                 options.log(
                     logging.INFO, f"removed {removed} temporary files left by an interrupted run"
                 )
-            _execute(run, report, options)
+            _execute(run, report, options, found)
     except OutputLocked as exc:
         raise PipelineError(str(exc)) from exc
     except OSError as exc:
@@ -320,7 +343,7 @@ def _new_run(
     )
 
 
-def _execute(run: Run, report: GenerateReport, options: _RunOptions) -> None:
+def _execute(run: Run, report: GenerateReport, options: _RunOptions, found: list[MaskFile]) -> None:
     dry_run, fail_fast, progress, log = (
         options.dry_run,
         options.fail_fast,
@@ -331,7 +354,7 @@ def _execute(run: Run, report: GenerateReport, options: _RunOptions) -> None:
     saver = ManifestSaver(run.manifest, manifest_path, enabled=not dry_run)
     run.manifest.settings = settings_record(run)
     try:
-        plans = _plan_all(run, report, options.patterns, options.force, log)  # hashes every mask
+        plans = _plan_all(run, report, found, options.force, log)  # hashes every mask
     except KeyboardInterrupt:
         raise GenerateInterrupted(report) from None  # nothing computed yet
     if fail_fast and report.failed:
@@ -393,8 +416,12 @@ def _execute(run: Run, report: GenerateReport, options: _RunOptions) -> None:
                     run.record(plan, result)
                     report.done.append(job.rel)
                     report.mask_types[result.mask_type] += 1
+                    read_as = result.mask_type
+                    if result.threshold is not None:
+                        report.thresholded[job.rel] = result.threshold
+                        read_as += f" (noise thresholded: foreground > {result.threshold:g})"
                     notes = f" ({'; '.join(result.notes)})" if result.notes else ""
-                    wrote = f"{result.mask_type}, wrote {', '.join(result.outputs)}{notes}"
+                    wrote = f"{read_as}, wrote {', '.join(result.outputs)}{notes}"
                     log(logging.INFO, f"{printable(job.rel)}: {wrote}")
                     saver.maybe_save()
             finally:
@@ -425,11 +452,10 @@ def _fail(report: GenerateReport, run: Run, rel: str, reason: str, log: LogFunct
 def _plan_all(
     run: Run,
     report: GenerateReport,
-    patterns: tuple[str, ...],
+    found: list[MaskFile],
     force: bool,
     log: LogFunction,
 ) -> list[Plan]:
-    found = find_masks(run.masks_dir, out_dir=run.out_dir, patterns=patterns)
     plans: list[Plan] = []
     owners: dict[str, str] = {}
     for mask in found:
@@ -446,11 +472,6 @@ def _plan_all(
             _fail(report, run, mask.rel, f"cannot read: {exc.strerror or exc}", log)
         except VolumeRefused as exc:
             _fail(report, run, mask.rel, str(exc), log)
-    if not found:
-        log(
-            logging.WARNING,
-            f"no masks ({', '.join(MASK_SUFFIXES)}, .zarr) found under {run.masks_dir}",
-        )
     return plans
 
 

@@ -114,7 +114,8 @@ class Written:
 
     ``outputs`` maps each output kind to its file's record (path, bytes,
     digest, shape, dtype, min, max, mean); ``notes`` are said with ``-v``
-    (chunks resumed, chunks missing from the source).
+    (chunks resumed, chunks missing from the source); ``threshold``, where a
+    binary mask with noise (a JPEG) was cut into foreground.
     """
 
     mask_type: str
@@ -124,6 +125,7 @@ class Written:
     counts: dict[str, Any] | None
     outputs: dict[str, dict[str, Any]]
     notes: tuple[str, ...] = ()
+    threshold: float | None = None
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -135,6 +137,8 @@ class Source:
     spacing: tuple[float, ...] | None  # used for the distances
     file_spacing: tuple[float, ...] | None
     unit: str | None
+    lossy: bool = False  # a JPEG: auto reads it as binary with noise
+    threshold: float | None = None  # where a noisy binary mask was cut, once prepared
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

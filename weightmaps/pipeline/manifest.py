@@ -437,6 +437,7 @@ _RECORD = _fields(
         "spacing": _optional(_NUMBERS),
         "outputs": _object_of(_choice(*OUTPUT_KINDS), _OUTPUT),
         "count_cache": _count_cache,
+        "threshold": _number,
     }
 )
 

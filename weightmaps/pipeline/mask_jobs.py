@@ -18,7 +18,7 @@ import numpy as np
 from weightmaps._shared.threads import kernel_threads
 from weightmaps.io.header import MaskReadError
 from weightmaps.io.names import output_name
-from weightmaps.io.read import read_mask
+from weightmaps.io.read import is_lossy, read_mask
 from weightmaps.io.tiff import read_spacing_unit
 from weightmaps.io.writing import write_tiff_atomic
 from weightmaps.kernels.class_balance import ClassCounts
@@ -53,6 +53,7 @@ def _load(job: Job) -> tuple[np.ndarray, Source]:
         spacing=spacing,
         file_spacing=file_spacing,
         unit=unit,
+        lossy=is_lossy(job.path),
     )
     return mask, source
 
@@ -71,7 +72,7 @@ def count_mask_job(job: Job) -> Counted | Failed:
     """Worker: the mask type and class counts (first pass of dataset-scope balance)."""
     try:
         mask = read_mask(job.path, **dataclasses.asdict(job.read))
-        mask_type, counts = mask_class_counts(mask, job.settings)
+        mask_type, counts = mask_class_counts(mask, job.settings, lossy=is_lossy(job.path))
     except MaskReadError as exc:
         return Failed(exc.reason)
     except _MASK_ERRORS as exc:
@@ -96,7 +97,8 @@ def _compute_and_write(job: Job) -> Written | Failed:
     written: Written | None = None
     try:
         mask, source = _load(job)
-        prepared = prepare_array(mask, job.settings)
+        prepared = prepare_array(mask, job.settings, lossy=source.lossy)
+        source = dataclasses.replace(source, threshold=prepared.threshold)
         del mask  # prepared holds what the maps need (the mask itself, most often)
         kinds = map_kinds(job) or [None]
         for i, kind in enumerate(kinds):
@@ -132,7 +134,8 @@ def prepare_mask_job(job: Job) -> Prepared | Failed:
     """Worker of the device path: read one mask and do the CPU part of its maps."""
     try:
         mask, source = _load(job)
-        prepared = prepare_array(mask, job.settings, kinds=map_kinds(job))
+        prepared = prepare_array(mask, job.settings, kinds=map_kinds(job), lossy=source.lossy)
+        source = dataclasses.replace(source, threshold=prepared.threshold)
     except MaskReadError as exc:
         return Failed(exc.reason)
     except _MASK_ERRORS as exc:
@@ -200,4 +203,5 @@ def write_outputs(job: Job, source: Source, result: MaskMaps) -> Written | Faile
         spacing=None if recorded_spacing is None else list(recorded_spacing),
         counts=None if result.counts is None else result.counts.to_dict(),
         outputs=outputs,
+        threshold=source.threshold,
     )

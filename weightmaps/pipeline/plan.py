@@ -231,6 +231,8 @@ class Run:
             "spacing": result.spacing,
             "outputs": dict(sorted(outputs.items())),
         }
+        if result.threshold is not None:
+            record["threshold"] = result.threshold  # noise cut away: said, not hidden
         if result.counts is not None:
             record["count_cache"] = {
                 "sha256": plan.sha256,

@@ -73,6 +73,9 @@ class GenerateReport:
         Mask path -> {output kind: why it is (re)computed}.
     mask_types : Counter
         Detected or given mask types of the masks read.
+    thresholded : dict
+        Mask path -> threshold, for binary masks holding values besides 0
+        and their maximum (a JPEG's noise): foreground is ``mask > threshold``.
     dataset : dict or None
         Dataset-scope balance: summed counts and the class weights used.
     device_seconds : float
@@ -87,6 +90,7 @@ class GenerateReport:
     failed: dict[str, str] = dataclasses.field(default_factory=dict)
     reasons: dict[str, dict[str, str]] = dataclasses.field(default_factory=dict)
     mask_types: Counter = dataclasses.field(default_factory=Counter)
+    thresholded: dict[str, float] = dataclasses.field(default_factory=dict)
     dataset: dict[str, Any] | None = None
     elapsed: float = 0.0
     stopped_early: bool = False
@@ -102,18 +106,31 @@ class GenerateReport:
         """Masks computed per second of wall time."""
         return len(self.done) / self.elapsed if self.elapsed > 0 else 0.0
 
-    def summary(self) -> str:
-        """A few lines for a person: counts, failures with reasons, time."""
+    def summary(self, *, failures: bool = True) -> str:
+        """A few lines for a person: counts, failures with reasons, time.
+
+        ``failures=False`` leaves the failures' reasons out: the command line
+        has printed each as it happened, and says it once.
+        """
         verb = "would compute" if self.dry_run else "done"
         lines = [
             f"{verb} {len(self.done)}, skipped {len(self.skipped)} (current), "
             f"failed {len(self.failed)}"
             + ("" if self.dry_run else f" in {self.elapsed:.1f} s ({self.throughput:.1f} masks/s)")
         ]
-        for rel, reason in list(self.failed.items())[:20]:
+        shown = list(self.failed.items())[:20] if failures else []
+        for rel, reason in shown:
             lines.append(f"  FAILED {printable(rel)}: {printable(reason)}")
-        if len(self.failed) > 20:
+        if failures and len(self.failed) > 20:
             lines.append(f"  ... and {len(self.failed) - 20} more failures")
+        if self.thresholded:
+            cuts = sorted(set(self.thresholded.values()))
+            at = ", ".join(f"{c:g}" for c in cuts[:3]) + (", ..." if len(cuts) > 3 else "")
+            lines.append(
+                f"  note: {len(self.thresholded)} binary "
+                f"{'mask' if len(self.thresholded) == 1 else 'masks'} with noise (a JPEG's) "
+                f"thresholded, foreground > {at}; recorded as 'threshold' in the manifest"
+            )
         if len(self.mask_types) > 1:
             found = ", ".join(f"{n} {t}" for t, n in sorted(self.mask_types.items()))
             lines.append(f"  note: mask types differ ({found}); name one with --mask-type")

@@ -9,9 +9,10 @@ from typing import Any
 
 from weightmaps.io.header import DEFAULT_MAX_PIXELS, MaskReadError
 from weightmaps.io.names import OUTPUT_KINDS
-from weightmaps.io.read import read_mask
+from weightmaps.io.read import is_lossy, read_mask
 from weightmaps.io.volumes import fingerprint
-from weightmaps.pipeline.discover import find_masks
+from weightmaps.masktype import EmptyMaskError, lossy_threshold
+from weightmaps.pipeline.discover import find_masks, require_masks
 from weightmaps.pipeline.jobs import reason
 from weightmaps.pipeline.manifest import file_sha256
 from weightmaps.pipeline.plan import open_manifest
@@ -23,7 +24,7 @@ __all__ = ["maps_of", "survey"]
 
 
 def survey(
-    masks_dir: str | os.PathLike[str],
+    masks_dir: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
     *,
     glob: Sequence[str] | str = (),
     channel: int | None = None,
@@ -32,7 +33,9 @@ def survey(
     progress: bool | None = None,
     **options: Any,
 ) -> tuple[dict[str, MaskStats], dict[str, str]]:
-    """Read every mask under ``masks_dir`` and compute its :class:`MaskStats`.
+    """Read every mask under ``masks_dir`` (a folder, a mask file or several) and
+    compute its :class:`MaskStats`. Finding none raises
+    :class:`~weightmaps.pipeline.discover.NoMasksError`.
 
     Returns
     -------
@@ -41,13 +44,14 @@ def survey(
     failed : dict
         Mask path -> one-line reason it could not be read.
     """
-    if not Path(masks_dir).is_dir():
-        raise ValueError(f"masks folder {masks_dir} does not exist or is not a folder")
+    if isinstance(masks_dir, (str, os.PathLike)) and not Path(masks_dir).exists():
+        raise ValueError(f"masks folder or file {masks_dir} does not exist")
     settings = MapSettings(**options)
     patterns = (glob,) if isinstance(glob, str) else tuple(glob)
     stats: dict[str, MaskStats] = {}
     failed: dict[str, str] = {}
     found = find_masks(masks_dir, patterns=patterns)
+    require_masks(found, masks_dir, patterns)
     bar = progress_bar(len(found), progress, "stats")
     try:
         for mask_file in found:
@@ -59,6 +63,8 @@ def survey(
                 mask = read_mask(
                     mask_file.path, channel=channel, rgb_rule=rgb_rule, max_pixels=max_pixels
                 )
+                if settings.mask_type == "auto" and is_lossy(mask_file.path):
+                    mask = _as_generate_reads_jpeg(mask, settings.ignore_value)
                 stats[mask_file.rel] = mask_stats(mask, settings)
             except MaskReadError as exc:
                 failed[mask_file.rel] = exc.reason
@@ -67,6 +73,20 @@ def survey(
     finally:
         bar.close()
     return stats, failed
+
+
+def _as_generate_reads_jpeg(mask: Any, ignore_value: int | None) -> Any:
+    """A JPEG mask as ``generate`` reads it with ``auto``: binary, cut at half its top level."""
+    import numpy as np
+
+    try:
+        threshold = lossy_threshold(mask, ignore_value=ignore_value)
+    except EmptyMaskError:
+        return mask  # mask_stats refuses it, or counts it where empty masks are allowed
+    cut = (mask > threshold).astype(np.uint8)
+    if ignore_value is not None:
+        cut = np.where(mask == ignore_value, ignore_value, cut)
+    return cut
 
 
 def maps_of(
