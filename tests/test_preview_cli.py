@@ -199,3 +199,24 @@ def test_stats_reads_a_zarr_mask(tmp_path, zarr_masks):
     # Over --max-pixels (Python API): one line, nothing read.
     per_mask, failed = weightmaps.pipeline.survey(masks, max_pixels=100, progress=False)
     assert not per_mask and "max_pixels" in failed["vol.zarr"]
+
+
+def test_channels_first_tiff_image_is_turned_channels_last(tmp_path):
+    import tifffile
+
+    mask = read_mask(NUCLEI)
+    planes = np.zeros((3,) + mask.shape, np.uint8)
+    planes[2] = np.where(mask > 0, 250, 0)  # blue nuclei, stored C, Y, X
+    tifffile.imwrite(tmp_path / "image.tif", planes, photometric="minisblack")
+    result = cli(
+        "preview",
+        NUCLEI,
+        "--kinds",
+        "unet",
+        "--image",
+        tmp_path / "image.tif",
+        "-o",
+        tmp_path / "p.png",
+    )
+    assert result.exit_code == 0, result.output
+    assert count(picture(tmp_path / "p.png"), (0, 0, 255)) > 0
