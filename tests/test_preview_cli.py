@@ -220,3 +220,16 @@ def test_channels_first_tiff_image_is_turned_channels_last(tmp_path):
     )
     assert result.exit_code == 0, result.output
     assert count(picture(tmp_path / "p.png"), (0, 0, 255)) > 0
+
+
+def test_zarr_without_the_dask_extra_is_one_line(tmp_path, zarr_masks, monkeypatch):
+    import sys
+
+    masks, _ = zarr_masks
+    monkeypatch.setitem(sys.modules, "dask.array", None)  # as if dask were not installed
+    result = cli("stats", masks, "--json")
+    assert result.exit_code == 1
+    assert "[dask] extra" in json.loads(result.stdout)["failed"]["vol.zarr"]
+    shown = cli("preview", masks / "vol.zarr", "-o", tmp_path / "p.png")
+    assert shown.exit_code == 1 and "[dask] extra" in shown.stderr
+    assert "Traceback" not in shown.output

@@ -77,13 +77,14 @@ def survey(
 
 def _read_zarr_mask(path: Path, max_pixels: int) -> Any:
     """A zarr mask read whole; without the [dask] extra, one line saying so."""
+    from weightmaps.io.volume_source import read_volume
+
     try:
-        from weightmaps.io.volume_source import read_volume
-    except ImportError as exc:
+        return read_volume(path, max_pixels)
+    except ImportError as exc:  # dask or zarr, imported when the volume is opened
         raise MaskReadError(
             path, f"reading a zarr mask needs the [dask] extra ({exc.name} is missing)"
         ) from None
-    return read_volume(path, max_pixels)
 
 
 @dataclasses.dataclass(frozen=True)
