@@ -19,11 +19,14 @@ TORCH_INDEX_FLAG = $(if $(strip $(TORCH_INDEX)),--index-url $(strip $(TORCH_INDE
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	# torch first, from TORCH_INDEX (above); if that index has no usable torch,
+	# torch alone from TORCH_INDEX (above); if that index has no usable torch,
 	# pip's configured indexes as a fallback (the build they give may be CUDA's).
-	$(PY) -m pip install $(TORCH_INDEX_FLAG) torch==$(TORCH_VERSION) \
+	$(PY) -m pip install --no-deps $(TORCH_INDEX_FLAG) torch==$(TORCH_VERSION) \
 		|| { echo "torch from $(TORCH_INDEX) failed; trying pip's configured indexes" >&2; \
-		     $(PY) -m pip install torch==$(TORCH_VERSION); }
+		     $(PY) -m pip install --no-deps torch==$(TORCH_VERSION); }
+	# Its dependencies (sympy, networkx ...) from pip's configured indexes; the
+	# torch installed above satisfies the pin (2.13.0+cpu is a 2.13.0).
+	$(PY) -m pip install torch==$(TORCH_VERSION)
 	# integrations-test: MONAI (16 MB), albumentations (with OpenCV, 180 MB) and
 	# npe2 (11 MB), so the integration tests run; docs: the site's builders.
 	$(PY) -m pip install -e '.[dev,dask,integrations-test,docs]'
