@@ -148,6 +148,9 @@ def test_parameters_and_carved_target_from_a_maps_folder(tmp_path):
     drawn = picture(png)
     for colour in label_colours(np.unique(target[target > 1]))[:5]:
         assert count(drawn, colour) > 0
+    # Map options do not apply to maps already made: said, not silently dropped.
+    ignored = cli("preview", masks / NUCLEI.name, "--maps", out, "--w0", 5, "-o", png)
+    assert ignored.exit_code == 0 and "--w0 ignored" in ignored.stderr
     # Without --maps, --separate-touching computes the target now.
     now = cli("preview", masks / NUCLEI.name, "--separate-touching", "-o", tmp_path / "n.png")
     assert now.exit_code == 0 and "target" in now.stdout
