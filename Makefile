@@ -6,10 +6,27 @@ STAMP := $(VENV)/.installed
 
 .PHONY: install test lint docs demo bench bench-gpu sample-data clean
 
+# Where the torch wheel comes from. A plain `pip install torch` fetches the
+# multi-GB CUDA build on Linux, so the CPU index is named explicitly; any other
+# index works (`make install TORCH_INDEX=https://download.pytorch.org/whl/cu128`
+# for CUDA 12.8), and `TORCH_INDEX=` (empty) leaves it to pip's own configuration
+# (a mirror, a wheel folder). pip still looks in its configured find-links and
+# extra indexes, so a machine that cannot reach the CPU index but has the wheel
+# there installs it after a warning.
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
+TORCH_VERSION ?= 2.13.0
+TORCH_INDEX_FLAG = $(if $(strip $(TORCH_INDEX)),--index-url $(strip $(TORCH_INDEX)))
+
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	# The CPU wheel of torch first: a plain "torch" would pull the multi-GB CUDA build.
-	$(PY) -m pip install torch==2.13.0
+	# torch alone from TORCH_INDEX (above); if that index has no usable torch,
+	# pip's configured indexes as a fallback (the build they give may be CUDA's).
+	$(PY) -m pip install --no-deps $(TORCH_INDEX_FLAG) torch==$(TORCH_VERSION) \
+		|| { echo "torch from $(TORCH_INDEX) failed; trying pip's configured indexes" >&2; \
+		     $(PY) -m pip install --no-deps torch==$(TORCH_VERSION); }
+	# Its dependencies (sympy, networkx ...) from pip's configured indexes; the
+	# torch installed above satisfies the pin (2.13.0+cpu is a 2.13.0).
+	$(PY) -m pip install torch==$(TORCH_VERSION)
 	# integrations-test: MONAI (16 MB), albumentations (with OpenCV, 180 MB) and
 	# npe2 (11 MB), so the integration tests run; docs: the site's builders.
 	$(PY) -m pip install -e '.[dev,dask,integrations-test,docs]'

@@ -8,9 +8,17 @@ from pathlib import Path
 from typing import Any
 
 import click
-from weightmaps.cli.options import READ_OPTIONS, apply, usage_errors
+from weightmaps.cli.options import (
+    READ_OPTIONS,
+    apply,
+    map_options,
+    parse_kinds,
+    pop_settings,
+    usage_errors,
+)
 
 from weightmaps.kernels.class_balance import BALANCE_MODES
+from weightmaps.kinds import DEFAULT_KINDS, KINDS
 from weightmaps.masktype import MASK_TYPES
 
 __all__ = ["preview", "stats"]
@@ -18,14 +26,24 @@ __all__ = ["preview", "stats"]
 
 @click.command()
 @click.argument("masks", type=click.Path(exists=True, path_type=Path))
-@click.option("--mask-type", type=click.Choice(MASK_TYPES), default="auto", show_default=True)
+@click.option(
+    "--mask-type",
+    type=click.Choice(MASK_TYPES),
+    default="auto",
+    show_default=True,
+    help="How to read label values (auto: see the README's rule).",
+)
 @click.option("--ignore-value", type=int, help="Label of unlabelled pixels.")
 @click.option("--connectivity", type=int, help="Connectivity of connected components.")
 @apply(READ_OPTIONS)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (with per-mask figures).")
 @usage_errors
 def stats(masks: Path, as_json: bool, **params: Any) -> None:
-    """Class frequencies, instance counts, touching pairs and balance weights of MASKS."""
+    """Class frequencies, instance counts, touching pairs and balance weights of MASKS.
+
+    MASKS holds mask files and zarr folders (a zarr array or OME-Zarr image, read
+    whole: the [dask] extra).
+    """
     from weightmaps.pipeline import survey
     from weightmaps.stats import summarize_stats
 
@@ -82,78 +100,112 @@ def _print_stats(summary: dict[str, Any], failed: dict[str, str]) -> None:
         click.echo(f"FAILED {printable(rel)}: {printable(reason)}", err=True)
 
 
+_AXES = ("z", "y", "x")
+
+
 @click.command()
-@click.argument("mask", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("mask", type=click.Path(exists=True, path_type=Path))
 @click.option(
     "--maps",
     "maps_dir",
     type=click.Path(exists=True, file_okay=False, path_type=Path),
-    help="OUT folder of a generate run; without it the maps are computed now (defaults).",
+    help="OUT folder of a generate run: its maps of MASK, read with the --channel and "
+    "--rgb-rule that run recorded. Without it the maps are computed now from the map "
+    "options below.",
 )
 @click.option(
-    "--image", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Image panel."
+    "--image",
+    type=click.Path(exists=True, path_type=Path),
+    help="Image drawn left of the mask: grey, RGB or RGBA (alpha not drawn); TIFF, PNG, "
+    "JPEG, .npy or zarr, the mask's shape.",
 )
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
-@click.option("--mask-type", type=click.Choice(MASK_TYPES), default="auto", show_default=True)
-@click.option("--ignore-value", type=int)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="The PNG to write (its folder is made).",
+)
+@click.option(
+    "--kinds",
+    callback=parse_kinds,
+    help=f"Maps to compute without --maps, comma-separated, of {', '.join(KINDS)} "
+    f"[default: {','.join(DEFAULT_KINDS)}].",
+)
+@apply(map_options("settings"))
 @apply(READ_OPTIONS[1:])
-@click.option("--panel-size", type=int, default=256, show_default=True)
+@click.option(
+    "--slice",
+    "slice_index",
+    type=int,
+    help="3D: index of the slice drawn along --axis, from 0 (negative: from the end) "
+    "[default: the middle one].",
+)
+@click.option(
+    "--axis",
+    type=click.Choice(_AXES),
+    default="z",
+    show_default=True,
+    help="3D: the axis the slice is cut across (z: the first axis).",
+)
+@click.option(
+    "--panel-size",
+    type=click.IntRange(min=1),
+    default=256,
+    show_default=True,
+    help="Longest side of each panel in pixels (smaller slices are magnified, larger shrunk).",
+)
 @usage_errors
 def preview(
     mask: Path,
     maps_dir: Path | None,
     image: Path | None,
     output: Path,
-    mask_type: str,
-    ignore_value: int | None,
+    kinds: tuple[str, ...] | None,
     channel: int | None,
     rgb_rule: str | None,
+    slice_index: int | None,
+    axis: str,
     panel_size: int,
+    **params: Any,
 ) -> None:
-    """Write a PNG of MASK and its weight maps side by side (3D: the middle slice)."""
+    """Write a PNG of MASK and its weight maps side by side (3D: one slice).
+
+    MASK is a mask file or a zarr folder. Each map panel names the
+    parameters it was made with; with --separate-touching (or a --maps run
+    that carved) the carved target is drawn too: the instance labels the
+    maps were computed from.
+    """
     import numpy as np
-    import tifffile
     from PIL import Image
 
-    from weightmaps.io import MaskReadError, read_mask
     from weightmaps.io.writing import atomic_path
-    from weightmaps.pipeline import maps_of
-    from weightmaps.preview import map_panels, render_preview
-    from weightmaps.recipe import compute_maps
-    from weightmaps.settings import MapSettings
+    from weightmaps.preview import map_panels, panel_details, render_preview
 
-    try:
-        label = read_mask(mask, channel=channel, rgb_rule=rgb_rule)
-        picture = None if image is None else _read_image(image)
-    except MaskReadError as exc:
-        from weightmaps._shared.text import printable
-
-        click.echo(f"error: {printable(str(exc))}", err=True)
-        sys.exit(1)
+    settings = pop_settings(params)
     if maps_dir is not None:
-        files = maps_of(mask, maps_dir, by_name=False)
-        if not files:
-            files = maps_of(mask, maps_dir)
-            if files:
-                click.echo(
-                    f"warning: {maps_dir} has no record of this mask's content; showing maps "
-                    "found by name, which may be those of an older version",
-                    err=True,
-                )
-        files.pop("target", None)
-        if not files:
-            click.echo(f"error: no maps of {mask} found in {maps_dir}", err=True)
-            sys.exit(1)
-        arrays = {kind: tifffile.imread(path) for kind, path in files.items()}
-    else:
-        settings = MapSettings(mask_type=mask_type, ignore_value=ignore_value)
-        arrays = compute_maps(label, settings).maps
+        arrays, recorded, read = _read_maps(mask, maps_dir, settings, kinds)
+        channel = read.get("channel") if channel is None else channel
+        rgb_rule = read.get("rgb_rule") if rgb_rule is None else rgb_rule
+    label = _read_or_exit(lambda: _read_mask(mask, channel, rgb_rule), mask)
+    picture = None if image is None else _read_or_exit(lambda: _read_image(image), image)
+    if maps_dir is None:
+        arrays, recorded = _compute_maps(mask, label, settings, kinds)
     # Each kind drawn by its rule (a signed distance map one panel per class).
     panels, styles = map_panels(arrays)
     # An edge map made at a training size is shown at the mask's size.
     shown = {k: v for k, v in panels.items() if np.shape(v) == label.shape}
+    picture = None if picture is None else _channels_last(picture, label.shape)
     rgb = render_preview(
-        label, shown, image=picture, title=mask.name, panel_size=panel_size, styles=styles
+        label,
+        shown,
+        image=picture,
+        title=mask.name,
+        panel_size=panel_size,
+        styles=styles,
+        slice_index=slice_index,
+        axis=_AXES.index(axis) if label.ndim == 3 else 0,
+        details=panel_details(shown, recorded),
     )
     output.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(output) as tmp:
@@ -161,12 +213,106 @@ def preview(
     click.echo(f"wrote {output} ({', '.join(shown)})")
 
 
-def _read_image(path: Path) -> Any:
-    import numpy as np
-    import tifffile
-    from PIL import Image
+def _fail(path: Path, reason: str) -> None:
+    from weightmaps._shared.text import printable
 
-    if path.suffix.lower() in (".tif", ".tiff"):
-        return tifffile.imread(path)
-    with Image.open(path) as img:
-        return np.asarray(img)
+    click.echo(f"error: {printable(str(path))}: {printable(reason)}", err=True)
+    sys.exit(1)
+
+
+def _read_or_exit(read: Any, path: Path) -> Any:
+    """What ``read()`` gives; a file that cannot be read is one line and exit 1."""
+    from weightmaps.io import MaskReadError
+
+    try:
+        return read()
+    except MaskReadError as exc:
+        _fail(Path(exc.path), exc.reason)
+    except ImportError as exc:
+        _fail(path, f"reading zarr needs the [dask] extra ({exc.name} is missing)")
+    except (ValueError, TypeError, OSError) as exc:
+        # Refused volumes, undecodable data, a header over the limits: this file's fault.
+        text = str(exc).strip().splitlines()
+        _fail(path, text[0] if text else type(exc).__name__)
+
+
+def _read_mask(path: Path, channel: int | None, rgb_rule: str | None) -> Any:
+    from weightmaps.io import DEFAULT_MAX_PIXELS, read_mask
+
+    if path.is_dir():  # a zarr array or OME-Zarr image
+        from weightmaps.io.volume_source import read_volume
+
+        return read_volume(path, DEFAULT_MAX_PIXELS)
+    return read_mask(path, channel=channel, rgb_rule=rgb_rule)
+
+
+def _read_image(path: Path) -> Any:
+    from weightmaps.map_files import read_map_file
+
+    return read_map_file(path).data
+
+
+def _channels_last(image: Any, shape: tuple[int, ...]) -> Any:
+    """A microscopy image stored channels first (ImageJ ``CYX``) as channels last."""
+    import numpy as np
+
+    if image.shape[1:] == shape and image.shape[0] in (2, 3, 4) and image.shape[-1] > 4:
+        return np.moveaxis(image, 0, -1)
+    return image
+
+
+def _read_maps(
+    mask: Path, maps_dir: Path, settings: dict[str, Any], kinds: tuple[str, ...] | None
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """The maps of ``mask`` in ``maps_dir``, their parameter sets, and how they read it."""
+    from weightmaps.map_files import read_map_file
+    from weightmaps.pipeline.surveying import find_maps
+
+    if settings or kinds:
+        names = ["--kinds"] * bool(kinds) + ["--" + k.replace("_", "-") for k in settings]
+        given = ", ".join(names)
+        click.echo(f"warning: {given} ignored: --maps shows the maps as they were made", err=True)
+    found = find_maps(mask, maps_dir, by_name=False)
+    if not found.files:
+        found = find_maps(mask, maps_dir)
+        if found.files:
+            click.echo(
+                f"warning: {maps_dir} has no record of this mask's content; showing maps "
+                "found by name, which may be those of an older version",
+                err=True,
+            )
+    if not found.files:
+        click.echo(f"error: no maps of {mask} found in {maps_dir}", err=True)
+        sys.exit(1)
+    arrays, recorded = {}, dict(found.params)
+    for kind, path in found.files.items():
+        read = _read_or_exit(lambda p=path: read_map_file(p), path)
+        arrays[kind] = read.data
+        if read.params:
+            recorded[kind] = read.params
+    # The carved target last, beside the maps computed from it.
+    if "target" in arrays:
+        arrays["target"] = arrays.pop("target")
+    return arrays, recorded, found.read
+
+
+def _compute_maps(
+    mask: Path, label: Any, given: dict[str, Any], kinds: tuple[str, ...] | None
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The maps of ``label`` computed now, and their parameter sets."""
+    from weightmaps.io import read_spacing
+    from weightmaps.recipe import compute_maps
+    from weightmaps.settings import MapSettings
+
+    settings = MapSettings(**given)
+    kinds = kinds or DEFAULT_KINDS
+    spacing = settings.spacing
+    if isinstance(spacing, str):  # "auto": as recorded in the TIFF, else isotropic
+        spacing = None if mask.is_dir() else read_spacing(mask)
+    result = compute_maps(label, settings, kinds=kinds, spacing=spacing)
+    arrays = dict(result.maps)
+    recorded = {kind: settings.kind_params(kind) for kind in arrays}
+    if result.target is not None:
+        arrays["target"] = result.target
+        recorded["target"] = settings.kind_params("target")
+    return arrays, recorded

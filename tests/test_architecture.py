@@ -32,6 +32,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "weightmaps.losses",
             "weightmaps.transforms",
             "weightmaps.preview",
+            "weightmaps.preview_panels",
             "weightmaps.recompute",
         ),
     ),

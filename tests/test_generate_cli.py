@@ -27,7 +27,7 @@ from weightmaps.io.writing import TEMP_SUFFIX, write_tiff_atomic
 from weightmaps.pipeline import mask_jobs
 from weightmaps.pipeline.lock import output_lock
 from weightmaps.pipeline.manifest import MANIFEST_NAME
-from weightmaps.preview import render_preview
+from weightmaps.preview import panel_details, render_preview
 
 KINDS = ("unet", "edge", "balance")
 
@@ -620,7 +620,17 @@ def test_preview_from_generated_maps(masks, tmp_path):
             picture = np.asarray(img)
         stem = rel.rsplit(".", 1)[0]
         maps = {kind: tifffile.imread(out / f"{stem}.{kind}.tif") for kind in KINDS}
-        expected = render_preview(read_mask(masks / rel), maps, title=Path(rel).name)
+        # Each panel names the parameters the run recorded for it.
+        params = {
+            k: {**weightmaps.MapSettings().kind_params(k), "channel": None, "rgb_rule": None}
+            for k in KINDS
+        }
+        expected = render_preview(
+            read_mask(masks / rel),
+            maps,
+            title=Path(rel).name,
+            details=panel_details(maps, params),
+        )
         np.testing.assert_array_equal(picture, expected)
         two = render_preview(read_mask(masks / rel), {k: maps[k] for k in KINDS[:2]})
         assert picture.shape[1] > two.shape[1]  # a third map panel
@@ -635,8 +645,12 @@ def test_preview_computes_maps_without_out(tmp_path):
     with Image.open(png) as img:
         picture = np.asarray(img)
     mask = read_mask(mask_path)
-    maps = weightmaps.compute_maps(mask, weightmaps.MapSettings()).maps
-    np.testing.assert_array_equal(picture, render_preview(mask, maps, title=mask_path.name))
+    settings = weightmaps.MapSettings()
+    maps = weightmaps.compute_maps(mask, settings).maps
+    details = panel_details(maps, {k: settings.kind_params(k) for k in maps})
+    assert details["unet"] == "w0=10 sigma=5"
+    expected = render_preview(mask, maps, title=mask_path.name, details=details)
+    np.testing.assert_array_equal(picture, expected)
 
 
 def test_preview_without_maps_in_out_exit_1(tmp_path):

@@ -138,8 +138,8 @@ def test_shape_mismatch_raises_naming_the_shapes():
     mask = square_mask()
     with pytest.raises(ValueError, match=r"\(16, 15\).*\(16, 16\)"):
         render_preview(mask, {"w": np.zeros((16, 15))})
-    with pytest.raises(ValueError, match=r"\(16, 16, 4\)"):
-        render_preview(mask, {}, image=np.zeros((16, 16, 4)))
+    with pytest.raises(ValueError, match=r"\(16, 16, 5\)"):
+        render_preview(mask, {}, image=np.zeros((16, 16, 5)))
     with pytest.raises(ValueError, match=r"\(2, 16, 16\)"):
         render_preview(np.zeros((2, 16, 16)), {"w": np.zeros((16, 16))})
     with pytest.raises(ValueError, match="shape"):
@@ -150,6 +150,10 @@ def test_other_invalid_arguments_raise():
     mask = square_mask()
     with pytest.raises(ValueError, match="slice_index"):
         render_preview(mask, {}, slice_index=0)
+    with pytest.raises(ValueError, match="3-D input only"):
+        render_preview(mask, {}, axis=1)
+    with pytest.raises(ValueError, match="axis must be"):
+        render_preview(np.zeros((3, 4, 4)), {}, axis=3)
     with pytest.raises(ValueError, match="out of range"):
         render_preview(np.zeros((3, 4, 4)), {}, slice_index=3)
     with pytest.raises(ValueError, match="panel_size"):
@@ -218,3 +222,56 @@ def test_small_mask_magnified_and_large_one_shrunk_keeping_aspect():
 def test_soft_mask_is_grey():
     soft = np.full((16, 16), 0.5)
     assert count(render_preview(soft, {}, panel_size=16), (128, 128, 128)) == 256
+
+
+def test_rgba_image_is_drawn_without_its_alpha():
+    # Microscopy images often come as RGBA (an opaque alpha); grey plus alpha too.
+    mask = square_mask()
+    rgba = np.zeros((16, 16, 4), np.uint8)
+    rgba[..., 1] = 200  # green
+    rgba[..., 3] = 255  # alpha, which would otherwise set the image's maximum
+    out = render_preview(mask, {}, image=rgba, panel_size=16)
+    np.testing.assert_array_equal(out, render_preview(mask, {}, image=rgba[..., :3], panel_size=16))
+    assert count(out, (0, 255, 0)) == 256  # min..max over the colour channels only
+    grey_alpha = np.stack([np.arange(256.0).reshape(16, 16), np.full((16, 16), 255.0)], -1)
+    np.testing.assert_array_equal(
+        render_preview(mask, {}, image=grey_alpha, panel_size=16),
+        render_preview(mask, {}, image=grey_alpha[..., 0], panel_size=16),
+    )
+
+
+def test_3d_slice_along_another_axis():
+    # Ids 2 + y along axis 1: a cut across y at index 3 shows id 5 alone.
+    mask = np.broadcast_to((np.arange(6) + 2)[None, :, None], (4, 6, 8)).copy()
+    colours = label_colours(np.arange(6) + 2)
+    out = render_preview(mask, {}, panel_size=None, axis=1, slice_index=3)
+    assert count(out, colours[3]) == 4 * 8  # the (z, x) slice, drawn 1:1
+    assert all(count(out, colours[y]) == 0 for y in range(6) if y != 3)
+    middle = render_preview(mask, {}, panel_size=None, axis=2)  # x = 4 of 8: every id
+    assert all(count(middle, colours[y]) == 4 for y in range(6))
+
+
+def test_labels_style_draws_ids_in_the_mask_colours():
+    mask = square_mask()
+    target = np.zeros((16, 16), np.int32)
+    target[4:12, 4:8], target[4:12, 8:12] = 3, 9
+    out = render_preview(mask, {"target": target}, panel_size=16, styles={"target": "labels"})
+    colours = label_colours([3, 9])
+    assert count(out, colours[0]) == count(out, colours[1]) == 32
+    assert count(out, FIRST) == 0  # no viridis, no bar
+
+
+def test_details_add_a_second_caption_line():
+    mask = square_mask()
+    maps = {"unet": mask * 1.0}
+    plain = render_preview(mask, maps, panel_size=16)
+    detailed = render_preview(mask, maps, panel_size=16, details={"unet": "w0=10 sigma=5"})
+    other = render_preview(mask, maps, panel_size=16, details={"unet": "w0=3 sigma=2"})
+    assert detailed.shape[0] > plain.shape[0]  # one more line
+    assert detailed.shape[0] == other.shape[0] and not np.array_equal(detailed, other)
+    # A long line widens its tile rather than running into the next one.
+    long = render_preview(mask, maps, panel_size=16, details={"unet": "x" * 80})
+    assert long.shape[1] > detailed.shape[1]
+    # An empty line is no line.
+    empty = render_preview(mask, maps, panel_size=16, details={"unet": ""})
+    np.testing.assert_array_equal(empty, plain)

@@ -15,6 +15,8 @@ from weightmaps.preview import (
     OVERLAY_COLOUR,
     VIRIDIS_ANCHORS,
     map_panels,
+    panel_details,
+    parameter_text,
     render_preview,
 )
 
@@ -95,3 +97,26 @@ def test_preview_command_draws_the_new_kinds(tmp_path):
     rgb = np.asarray(Image.open(out))
     assert count(rgb, OVERLAY_COLOUR) > 0
     assert count(rgb, DIVERGING_ANCHORS[2]) > 0
+
+
+def test_target_is_drawn_as_labels_and_details_come_from_parameter_sets():
+    panels, styles = map_panels({"unet": np.ones((4, 4)), "target": np.eye(4, dtype=np.int32)})
+    assert styles == {"unet": "sequential", "target": "labels"}
+    settings = weightmaps.MapSettings(w0=3, sigma=2, separate_touching=True)
+    details = panel_details(
+        {**panels, "sdf[1]": None},
+        {
+            "unet": settings.kind_params("unet"),
+            "target": settings.kind_params("target"),
+            "sdf": settings.kind_params("sdf") | {"max_distance": 8},
+        },
+    )
+    assert details == {
+        "unet": "w0=3 sigma=2",
+        "target": "carved, connectivity=full",
+        "sdf[1]": "max_distance=8",
+    }
+    assert parameter_text({"kind": "target", "connectivity": 1}) == "carved, connectivity=1"
+    assert parameter_text({"kind": "balance", "mode": "median", "scope": "image"}) == (
+        "mode=median scope=image"
+    )

@@ -5,14 +5,16 @@ writes nothing; saving it (``PIL.Image.fromarray(rgb).save(path)``) is the
 caller's business.
 
 Layout, left to right: the image (if given), the mask, then one panel per
-map in the mapping's order. Every panel has its caption above it; each map
-panel has a vertical colour bar on its right with the map's maximum written at
-the top and its minimum at the bottom. An optional title line (which also
-names the slice of a 3-D input) runs across the top.
+map in the mapping's order. Every panel has its caption above it (and, when
+given, a second line under the caption: the parameters the map was made
+with); each map panel has a vertical colour bar on its right with the map's
+maximum written at the top and its minimum at the bottom. An optional title
+line (which also names the slice of a 3-D input) runs across the top.
 
 Each map kind says how it is drawn (:attr:`weightmaps.kinds.MapKind.preview`,
 gathered by :func:`map_panels`): weights in viridis, a signed distance map in
-a diverging map that is white at 0 (on the contour), a skeleton over the mask.
+a diverging map that is white at 0 (on the contour), a skeleton over the mask;
+the carved target (instance labels) in the mask's label colours.
 """
 
 from __future__ import annotations
@@ -23,15 +25,27 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from weightmaps.preview_panels import map_panels, panel_details, parameter_text
+
 __all__ = [
     "DIVERGING_ANCHORS",
     "NAN_COLOUR",
     "OVERLAY_COLOUR",
     "VIRIDIS_ANCHORS",
     "label_colours",
+    "STYLES",
     "map_panels",
+    "panel_details",
+    "parameter_text",
     "render_preview",
 ]
+
+STYLES: tuple[str, ...] = ("sequential", "diverging", "overlay", "labels")
+"""How a map panel can be drawn; see :func:`render_preview`."""
+
+# Image channels: (H, W, 2) is grey and alpha, (H, W, 4) RGB and alpha.
+_IMAGE_CHANNELS = (2, 3, 4)
+_AXES = "zyx"
 
 # viridis (matplotlib) sampled at 10 evenly spaced points. Linear
 # interpolation between these stays within a few RGB units of the full
@@ -182,38 +196,6 @@ def _overlay(mask_rgb: np.ndarray, on: np.ndarray, size: tuple[int, int]) -> np.
     return panel
 
 
-def map_panels(
-    maps: Mapping[str, np.ndarray],
-) -> tuple[dict[str, np.ndarray], dict[str, str]]:
-    """Maps by kind as preview panels and their styles, by each kind's drawing rule.
-
-    A map with a class axis (a signed distance map, ``(K, *spatial)``) gives
-    one panel per class (``"sdf[0]"`` ...; ``"sdf"`` for one); names that are
-    not registered kinds are drawn in viridis.
-
-    Examples
-    --------
-    >>> panels, styles = map_panels({"unet": np.ones((4, 4)), "sdf": np.zeros((2, 4, 4))})
-    >>> list(panels), styles["sdf[1]"]
-    (['unet', 'sdf[0]', 'sdf[1]'], 'diverging')
-    """
-    from weightmaps.kinds import REGISTRY
-
-    panels: dict[str, np.ndarray] = {}
-    styles: dict[str, str] = {}
-    for name, array in maps.items():
-        kind = REGISTRY.get(name)
-        style = "sequential" if kind is None else kind.preview
-        if kind is not None and kind.class_axis:
-            channels = np.asarray(array)
-            for k, channel in enumerate(channels):
-                caption = name if len(channels) == 1 else f"{name}[{k}]"
-                panels[caption], styles[caption] = channel, style
-        else:
-            panels[name], styles[name] = array, style
-    return panels, styles
-
-
 def _normalise(values: np.ndarray) -> tuple[np.ndarray, float, float]:
     """Values mapped to [0, 1] from their finite min and max.
 
@@ -336,6 +318,23 @@ def _image_panel(image2d: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return rgb
 
 
+def _as_image(image: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """The image as grey ``shape`` or RGB ``shape + (3,)``: an alpha channel
+    (RGBA, grey and alpha) is dropped, a trailing axis of 1 squeezed."""
+    if image.shape == shape:
+        return image
+    if image.shape[:-1] == shape:
+        channels = image.shape[-1]
+        if channels == 1:
+            return image[..., 0]
+        if channels in _IMAGE_CHANNELS:
+            return image[..., 0] if channels == 2 else image[..., :3]
+    raise ValueError(
+        f"image has shape {image.shape}; expected the mask's {shape}"
+        f" or {shape + (3,)} (RGB; with alpha {shape + (4,)})"
+    )
+
+
 def _format(value: float) -> str:
     return "n/a" if np.isnan(value) else f"{value:.4g}"
 
@@ -384,6 +383,8 @@ def render_preview(
     panel_size: int | None = 256,
     slice_index: int | None = None,
     styles: Mapping[str, str] | None = None,
+    axis: int = 0,
+    details: Mapping[str, str] | None = None,
 ) -> np.ndarray:
     """Draw a mask and its weight maps side by side as one RGB picture.
 
@@ -408,7 +409,8 @@ def render_preview(
     maps : mapping of str to ndarray
         Weight maps by caption, each of the mask's shape. May be empty.
     image : ndarray, optional
-        The mask's shape, or that shape plus a trailing axis of 3 (RGB).
+        The mask's shape, or that shape plus a trailing axis of 3 (RGB), 4
+        (RGBA: the alpha is not drawn) or 2 (grey and alpha).
     title : str, optional
         A line written across the top.
     panel_size : int or None
@@ -419,17 +421,27 @@ def render_preview(
         every pixel as a 16 x 16 block. ``None`` draws one screen pixel per
         array pixel.
     slice_index : int, optional
-        3-D only: the index along axis 0 of the slice drawn for mask, image
-        and maps alike (negative counts from the end). Default ``D // 2``.
-        The title line says ``z=<index>/<D>`` (index counted from 0).
+        3-D only: the index along ``axis`` of the slice drawn for mask, image
+        and maps alike (negative counts from the end). Default: the middle
+        one, ``D // 2`` of the ``D`` slices. The title line says
+        ``z=<index>/<D>`` (``y=`` or ``x=`` along axis 1 or 2; the index
+        counted from 0).
+    axis : int
+        3-D only: the axis the slice is cut across, 0 (z, default), 1 (y)
+        or 2 (x).
     styles : mapping of str to str, optional
         How a map is drawn, by caption (default ``"sequential"``, as above):
         ``"diverging"`` from blue (``-m``) through white (0) to red (``+m``),
         ``m`` its largest finite magnitude, with the bar labelled ``-m`` and
         ``+m`` (a signed distance map: white on the contour);
         ``"overlay"`` its nonzero pixels in ``OVERLAY_COLOUR`` over the mask
-        drawn at half brightness, no bar (a skeleton). :func:`map_panels`
-        gives them by kind.
+        drawn at half brightness, no bar (a skeleton); ``"labels"`` its ids
+        in the colours the mask's ids get, no bar (the carved target).
+        :func:`map_panels` gives them by kind.
+    details : mapping of str to str, optional
+        A second caption line by map caption (the parameters the map was made
+        with, :func:`panel_details`). When any is given, every caption takes
+        two lines.
 
     Returns
     -------
@@ -442,8 +454,8 @@ def render_preview(
     ------
     ValueError
         If the mask is not 2-D or 3-D, a map or the image does not have the
-        mask's shape, ``panel_size`` is below 1, or ``slice_index`` is given
-        for 2-D input or is out of range.
+        mask's shape, ``panel_size`` is below 1, ``slice_index`` or ``axis``
+        is given for 2-D input or is out of range.
     TypeError
         If an array is not real numeric (bool, integer or float).
 
@@ -471,33 +483,31 @@ def render_preview(
             raise ValueError(f"map {name!r} has shape {m.shape}, but the mask has {mask.shape}")
         arrays[str(name)] = m
     if image is not None:
-        image = _as_array("image", image)
-        if image.shape not in (mask.shape, mask.shape + (3,)):
-            raise ValueError(
-                f"image has shape {image.shape}; expected the mask's {mask.shape}"
-                f" or {mask.shape + (3,)}"
-            )
+        image = _as_image(_as_array("image", image), mask.shape)
     if panel_size is not None and panel_size < 1:
         raise ValueError(f"panel_size must be at least 1 or None, got {panel_size}")
     styles = dict(styles or {})
-    unknown = sorted({v for v in styles.values()} - {"sequential", "diverging", "overlay"})
+    unknown = sorted(set(styles.values()) - set(STYLES))
     if unknown:
-        raise ValueError(f"unknown preview styles {unknown}: sequential, diverging or overlay")
+        raise ValueError(f"unknown preview styles {unknown}: {', '.join(STYLES)}")
+    details = {name: text for name, text in (details or {}).items() if text}
 
     header = [title] if title else []
     if mask.ndim == 3:
-        depth = mask.shape[0]
+        if axis not in (0, 1, 2):
+            raise ValueError(f"axis must be 0, 1 or 2 for 3-D input, got {axis}")
+        depth = mask.shape[axis]
         z = depth // 2 if slice_index is None else int(slice_index)
         if not -depth <= z < depth:
             raise ValueError(f"slice_index {slice_index} is out of range for depth {depth}")
         z %= depth
-        header.append(f"z={z}/{depth}")
-        mask2d = mask[z]
-        arrays = {name: m[z] for name, m in arrays.items()}
-        image2d = None if image is None else image[z]
+        header.append(f"{_AXES[axis]}={z}/{depth}")
+        mask2d = np.take(mask, z, axis=axis)
+        arrays = {name: np.take(m, z, axis=axis) for name, m in arrays.items()}
+        image2d = None if image is None else np.take(image, z, axis=axis)
     else:
-        if slice_index is not None:
-            raise ValueError("slice_index applies to 3-D input only")
+        if slice_index is not None or axis != 0:
+            raise ValueError("slice_index and axis apply to 3-D input only")
         mask2d, image2d = mask, image
 
     size = _fit(mask2d.shape, panel_size)
@@ -514,6 +524,10 @@ def render_preview(
         if style == "overlay":
             tiles.append((name, _overlay(mask_rgb, m, size), None, None))
             continue
+        if style == "labels":
+            labels_rgb = _resize_nearest(_colour_mask(m, "labels"), size)
+            tiles.append((name, labels_rgb, None, None))
+            continue
         colour = _diverging if style == "diverging" else _viridis
         norm, vmin, vmax = _symmetric(m) if style == "diverging" else _normalise(m)
         notes = []
@@ -529,16 +543,19 @@ def render_preview(
     # The bar must fit both labels even when the panel is only a few pixels
     # tall (panel_size=None on a tiny slice, or a very flat slice).
     content_h = max(size[0], 2 * text.height + _LINE_GAP)
+    # The tile's map name (its caption may have a note appended) finds its details.
+    names = [None] * (len(tiles) - len(arrays)) + list(arrays)
     widths = []
-    for caption, panel, labels, _ in tiles:
+    for (caption, panel, labels, _), name in zip(tiles, names, strict=True):
         w = panel.shape[1]
         if labels is not None:
             w += _BAR_GAP + _BAR_WIDTH + _LABEL_GAP + max(text.width(s) for s in labels)
-        widths.append(max(w, text.width(caption)))
+        widths.append(max(w, text.width(caption), text.width(details.get(name or "", ""))))
 
     header_text = "  |  ".join(header)
     header_h = text.height + 2 * _LINE_GAP if header_text else 0
-    panels_top = _MARGIN + header_h + text.height + _LINE_GAP
+    caption_lines = 2 if details else 1
+    panels_top = _MARGIN + header_h + caption_lines * (text.height + _LINE_GAP)
     height = panels_top + content_h + _MARGIN
     width = max(
         2 * _MARGIN + sum(widths) + _TILE_GAP * (len(tiles) - 1),
@@ -550,11 +567,14 @@ def render_preview(
     t = np.linspace(1.0, 0.0, content_h)  # maximum at the top of the bar
     labels_at: list[tuple[int, int, str]] = []
     captions_at: list[tuple[int, str]] = []
+    details_at: list[tuple[int, str]] = []
     x = _MARGIN
-    for (caption, panel, labels, colour), w in zip(tiles, widths, strict=True):
+    for (caption, panel, labels, colour), w, name in zip(tiles, widths, names, strict=True):
         ph, pw = panel.shape[:2]
         canvas[panels_top : panels_top + ph, x : x + pw] = panel
         captions_at.append((x, caption))
+        if name in details:
+            details_at.append((x, details[name]))
         if labels is not None:
             bx = x + pw + _BAR_GAP
             bar = np.broadcast_to(colour(t)[:, None, :], (content_h, _BAR_WIDTH, 3))
@@ -570,6 +590,8 @@ def render_preview(
         text.draw(draw, _MARGIN, _MARGIN, header_text)
     for cx, caption in captions_at:
         text.draw(draw, cx, _MARGIN + header_h, caption)
+    for cx, line in details_at:
+        text.draw(draw, cx, _MARGIN + header_h + text.height + _LINE_GAP, line)
     for lx, ly, label in labels_at:
         text.draw(draw, lx, ly, label)
     return np.array(picture, dtype=np.uint8)

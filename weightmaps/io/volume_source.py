@@ -9,6 +9,8 @@ Needs the ``[dask]`` extra.
 
 from __future__ import annotations
 
+import math
+import os
 import uuid
 from pathlib import Path
 from typing import Any
@@ -26,7 +28,7 @@ from weightmaps.io.volumes import (
 )
 from weightmaps.masktype import MaskTypeError
 
-__all__ = ["VolumeReadError", "open_volume"]
+__all__ = ["VolumeReadError", "open_volume", "read_volume"]
 
 
 class VolumeReadError(ValueError):
@@ -144,3 +146,31 @@ def open_volume(
     if scale is not None:
         scale = scale[-array.ndim :]
     return array, scale, note
+
+
+def read_volume(path: str | os.PathLike[str], max_pixels: int) -> np.ndarray:
+    """A zarr array or OME-Zarr image read whole into memory (``stats``, ``preview``).
+
+    The shape comes from the metadata first: a volume of more than
+    ``max_pixels`` voxels is refused (one line) before anything is read.
+    Singleton axes are dropped, as :func:`open_volume` drops them.
+
+    Raises
+    ------
+    VolumeRefused
+        Over ``max_pixels`` or over the volume limits, or unreadable metadata.
+    VolumeReadError
+        Stored data that cannot be read or decoded.
+    ImportError
+        Without the ``[dask]`` extra (dask and zarr).
+    """
+    info = inspect_volume(path)
+    voxels = math.prod(info.shape)
+    if voxels > max_pixels:
+        raise VolumeRefused(
+            f"has {voxels} voxels, more than the limit of {max_pixels} (max_pixels) "
+            "for reading it whole"
+        )
+    array, _, _ = open_volume(str(path), VolumeLimits())
+    # One thread: the volume is small (under max_pixels) and the caller may be a worker.
+    return np.asarray(array.compute(scheduler="synchronous"))
