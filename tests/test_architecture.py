@@ -41,6 +41,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         "shells",
         (
             "weightmaps.cli",
+            "weightmaps.__main__",
             "weightmaps.data",
             "weightmaps.map_files",
             "weightmaps.monai",
@@ -244,6 +245,7 @@ PUBLIC = {
     ],
     "weightmaps.torch_kernels": [
         "BYTES_PER_PIXEL",
+        "VolumeTensorWarning",
         "balance_weight_map",
         "balance_weight_map_batch",
         "balance_weight_map_torch",
@@ -360,6 +362,7 @@ PUBLIC = {
         "MapKind",
         "Param",
         "get_kind",
+        "kind_names",
     ],
 }
 
