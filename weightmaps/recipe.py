@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from weightmaps.kernels.class_balance import ClassCounts
-from weightmaps.kinds import DEFAULT_KINDS, KINDS, REGISTRY, MapContext
+from weightmaps.kinds import DEFAULT_KINDS, KINDS, REGISTRY, MapContext, kind_names
 from weightmaps.masktype import MaskTypeError
 from weightmaps.prepare import PreparedMask, prepare_array, prepare_volume
 
@@ -53,7 +53,8 @@ class MaskMaps:
     counts: ClassCounts | None = None
 
 
-def _ordered(kinds: Sequence[str]) -> list[str]:
+def _ordered(kinds: str | Sequence[str]) -> list[str]:
+    kinds = kind_names(kinds)
     unknown = [k for k in kinds if k not in REGISTRY]
     if unknown:
         raise ValueError(f"unknown map kinds {unknown}; choose from {KINDS}")
@@ -76,9 +77,10 @@ def compute_maps(
         2-D or 3-D label mask as read from disk.
     settings : MapSettings
         Parameters of every kind.
-    kinds : sequence of str
+    kinds : str or sequence of str
         Which maps to compute (names of :data:`weightmaps.kinds.KINDS`;
-        default :data:`~weightmaps.kinds.DEFAULT_KINDS`).
+        default :data:`~weightmaps.kinds.DEFAULT_KINDS`); a string is one
+        name or several, comma-separated.
     spacing : sequence of float, optional
         Pixel size per axis for the distance-based maps (already resolved
         from ``settings.spacing``).

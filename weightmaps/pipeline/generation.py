@@ -77,7 +77,7 @@ def generate(
     masks_dir: str | os.PathLike[str],
     out_dir: str | os.PathLike[str],
     *,
-    kinds: Sequence[str] = DEFAULT_KINDS,
+    kinds: str | Sequence[str] = DEFAULT_KINDS,
     glob: Sequence[str] | str = (),
     channel: int | None = None,
     rgb_rule: str | None = None,
@@ -112,9 +112,10 @@ def generate(
     masks_dir, out_dir : path-like
         Where masks are found (recursively) and where maps go, at the same
         relative paths. ``out_dir`` may equal ``masks_dir``.
-    kinds : sequence of {"unet", "edge", "balance", "sdf", "skeleton"}
+    kinds : str or sequence of {"unet", "edge", "balance", "sdf", "distance", "skeleton"}
         Maps to compute (default ``unet``, ``edge`` and ``balance``; see
-        :data:`weightmaps.kinds.DEFAULT_KINDS`).
+        :data:`weightmaps.kinds.DEFAULT_KINDS`). A string is one kind or
+        several, comma-separated, as ``--kinds`` takes them: ``"unet"``.
     glob : str or sequence of str
         Only masks matching a pattern (see :func:`find_masks`).
     channel, rgb_rule, max_pixels
