@@ -39,6 +39,15 @@ __all__ = ["compute_volume_job", "count_volume_job"]
 _VOLUME_ERRORS = (ValueError, TypeError, MemoryError, OSError, KeyError)
 
 
+def _missing_extra(exc: ImportError) -> Failed:
+    """A volume met without the ``[dask]`` extra: one line naming it, not a traceback."""
+    missing = exc.name or "dask"
+    return Failed(
+        f"chunked volumes need the dask extra ({missing} is not installed): "
+        "pip install 'weightmaps[dask]'"
+    )
+
+
 def _scheduler(job: Job) -> Any:
     import dask
 
@@ -55,6 +64,8 @@ def count_volume_job(job: Job) -> Counted | Failed:
         with _scheduler(job):
             volume, _, _ = open_volume(job.path, job.volume_limits, job.chunks)
             prepared = prepare_volume(volume, job.settings)
+    except ImportError as exc:
+        return _missing_extra(exc)
     except _VOLUME_ERRORS as exc:
         return Failed(reason(exc))
     return Counted(mask_type=prepared.mask_type, counts=prepared.class_counts().to_dict())
@@ -69,6 +80,8 @@ def compute_volume_job(job: Job) -> Written | Failed:
         os_error = exc.__cause__
         text = f"cannot write {exc.rel_out}: {getattr(os_error, 'strerror', None) or os_error}"
         return Failed(text, fatal=getattr(os_error, "errno", None) in FATAL_WRITE_ERRORS)
+    except ImportError as exc:
+        return _missing_extra(exc)
     except _VOLUME_ERRORS as exc:
         return Failed(reason(exc))
 
