@@ -393,6 +393,8 @@ def _execute(run: Run, report: GenerateReport, options: _RunOptions) -> None:
                         continue
                     run.record(plan, result)
                     report.done.append(job.rel)
+                    # Each worker process compiles alone, at the same time as the others.
+                    report.compile_seconds += result.compile_seconds / workers
                     report.mask_types[result.mask_type] += 1
                     notes = f" ({'; '.join(result.notes)})" if result.notes else ""
                     wrote = f"{result.mask_type}, wrote {', '.join(result.outputs)}{notes}"

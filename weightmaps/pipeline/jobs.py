@@ -114,7 +114,8 @@ class Written:
 
     ``outputs`` maps each output kind to its file's record (path, bytes,
     digest, shape, dtype, min, max, mean); ``notes`` are said with ``-v``
-    (chunks resumed, chunks missing from the source).
+    (chunks resumed, chunks missing from the source); ``compile_seconds``
+    is the time the job spent compiling kernels (a machine's first run).
     """
 
     mask_type: str
@@ -124,6 +125,7 @@ class Written:
     counts: dict[str, Any] | None
     outputs: dict[str, dict[str, Any]]
     notes: tuple[str, ...] = ()
+    compile_seconds: float = 0.0
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -77,6 +77,9 @@ class GenerateReport:
         Dataset-scope balance: summed counts and the class weights used.
     device_seconds : float
         Wall time spent computing batches on the torch device (device path).
+    compile_seconds : float
+        Wall time the workers spent compiling kernels, about: a machine's
+        first run compiles them (they are cached on disk for the next).
     """
 
     masks_dir: str
@@ -91,6 +94,7 @@ class GenerateReport:
     elapsed: float = 0.0
     stopped_early: bool = False
     device_seconds: float = 0.0
+    compile_seconds: float = 0.0
 
     @property
     def exit_code(self) -> int:
@@ -102,13 +106,34 @@ class GenerateReport:
         """Masks computed per second of wall time."""
         return len(self.done) / self.elapsed if self.elapsed > 0 else 0.0
 
+    def timing(self) -> str:
+        """How long the run took, and its pace where there is one.
+
+        A pace of masks per second, or seconds per mask below one a second
+        (a volume); none when nothing was computed. Compiling the kernels on a
+        machine's first run is told apart, the pace measured without it.
+        """
+        text = f"in {self.elapsed:.1f} s"
+        count = len(self.done)
+        if count == 0:
+            return text
+        working = self.elapsed
+        # Said from a second on: below, it changes no figure worth a line.
+        if self.compile_seconds >= 1.0:
+            text += f", about {self.compile_seconds:.1f} s of it compiling kernels (first run)"
+            working = max(self.elapsed - self.compile_seconds, 0.0)
+        if working <= 0:
+            return text
+        if count >= working:
+            return f"{text} ({count / working:.1f} masks/s)"
+        return f"{text} ({working / count:.1f} s per mask)"
+
     def summary(self) -> str:
         """A few lines for a person: counts, failures with reasons, time."""
         verb = "would compute" if self.dry_run else "done"
         lines = [
             f"{verb} {len(self.done)}, skipped {len(self.skipped)} (current), "
-            f"failed {len(self.failed)}"
-            + ("" if self.dry_run else f" in {self.elapsed:.1f} s ({self.throughput:.1f} masks/s)")
+            f"failed {len(self.failed)}" + ("" if self.dry_run else f" {self.timing()}")
         ]
         for rel, reason in list(self.failed.items())[:20]:
             lines.append(f"  FAILED {printable(rel)}: {printable(reason)}")
