@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -168,3 +169,96 @@ def test_a_volume_without_dask_fails_with_one_line(tmp_path):
         "chunked volumes need the dask extra (dask is not installed): "
         "pip install 'weightmaps[dask]'"
     )
+
+
+# --- throughput -------------------------------------------------------------------
+
+
+def _report(done: int, skipped: int, elapsed: float, compile_seconds: float = 0.0):
+    from weightmaps.pipeline.reports import GenerateReport
+
+    return GenerateReport(
+        masks_dir="m",
+        out_dir="o",
+        done=[f"{i}.png" for i in range(done)],
+        skipped=[f"s{i}.png" for i in range(skipped)],
+        elapsed=elapsed,
+        compile_seconds=compile_seconds,
+    )
+
+
+def test_an_all_skipped_run_reports_no_rate():
+    line = _report(0, 8, 0.3).summary().splitlines()[0]
+    assert line == "done 0, skipped 8 (current), failed 0 in 0.3 s"
+
+
+def test_a_slow_mask_is_reported_in_seconds_per_mask():
+    line = _report(1, 0, 95.2).summary().splitlines()[0]
+    assert line.endswith("in 95.2 s (95.2 s per mask)")
+    assert "0.0" not in line
+
+
+def test_compiling_is_told_apart_from_the_rate():
+    # 4 masks in 5 s, 4 s of which compiling: 4 masks/s after, not 0.8.
+    line = _report(4, 0, 5.0, compile_seconds=4.0).summary().splitlines()[0]
+    assert line.endswith("in 5.0 s, about 4.0 s of it compiling kernels (first run) (4.0 masks/s)")
+    assert "0.8" not in line
+    # A fast run keeps masks per second, and a second of compiling is not worth a word.
+    assert _report(40, 0, 2.0, 0.5).summary().splitlines()[0].endswith("(20.0 masks/s)")
+
+
+def test_compile_timer_counts_compilation_not_running():
+    import numba
+
+    from weightmaps.pipeline.workers import compile_timer
+
+    @numba.njit
+    def twice(x):  # new here: compiled on first call, never cached
+        return 2 * x
+
+    with compile_timer() as spent:
+        twice(1.0)
+    assert spent[0] > 0
+    with compile_timer() as again:
+        twice(2.0)  # compiled already
+    assert again[0] == 0
+
+
+def test_generate_reports_the_compile_time_its_workers_measured(tmp_path, monkeypatch):
+    from weightmaps.pipeline import workers
+
+    _squares(tmp_path / "masks" / "a.tif")
+    _squares(tmp_path / "masks" / "b.tif")
+
+    @contextlib.contextmanager
+    def slow_compiler():
+        yield [3.0]  # as if the job had compiled kernels for 3 s
+
+    monkeypatch.setattr(workers, "compile_timer", slow_compiler)
+    report = weightmaps.generate(tmp_path / "masks", tmp_path / "out", workers=1)
+    assert report.compile_seconds == 6.0
+    assert "of it compiling kernels" in report.summary()
+
+
+def _bench_scale():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import bench_scale
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    return bench_scale
+
+
+def test_bench_scale_says_noise_rather_than_negative_figures():
+    bench = _bench_scale()
+    # Over few masks the run over 2N masks may take less time and CPU than over N.
+    noisy = [{40: (5.0, 1.2), 80: (4.8, 1.1)}, {40: (5.1, 1.3), 80: (5.0, 1.0)}]
+    assert bench._marginal_rate(40, noisy) is None
+    client = bench._client_row(40, noisy, None)["value"]
+    assert "noise" in client and "-" not in client.split("(")[0]
+    engine = bench._engine_row(40, None, None)
+    assert "noise" in engine["value"] and engine["ok"] == "-"
+    # Clean differences keep their figures.
+    clean = [{40: (5.0, 1.0), 80: (9.0, 1.4)}]
+    assert bench._marginal_rate(40, clean) == 10.0
+    assert bench._client_row(40, clean, 10.0)["value"].startswith("10.0 ms")
