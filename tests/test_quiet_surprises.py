@@ -41,8 +41,9 @@ def _python(code: str, cwd: Path) -> subprocess.CompletedProcess:
 
 def _squares(path: Path, shape=(64, 64)) -> None:
     mask = np.zeros(shape, np.uint16)
-    mask[8:28, 8:28] = 1
-    mask[8:28, 34:54] = 2
+    h, w = shape[-2:]
+    mask[..., h // 8 : h // 2, w // 8 : w * 7 // 16] = 1
+    mask[..., h // 8 : h // 2, w * 9 // 16 : w * 7 // 8] = 2
     path.parent.mkdir(parents=True, exist_ok=True)
     tifffile.imwrite(path, mask)
 
@@ -262,3 +263,86 @@ def test_bench_scale_says_noise_rather_than_negative_figures():
     clean = [{40: (5.0, 1.0), 80: (9.0, 1.4)}]
     assert bench._marginal_rate(40, clean) == 10.0
     assert bench._client_row(40, clean, 10.0)["value"].startswith("10.0 ms")
+
+
+# --- spacing: said and recorded as used ------------------------------------------------
+
+VOLUME = ROOT / "sample_data" / "masks" / "volume" / "nuclei3d_00.tif"  # spacing (2, 0.5, 0.5)
+
+
+def _record(out: Path, rel: str) -> dict:
+    import json
+
+    return json.loads((out / "weightmaps.json").read_text())["masks"][rel]
+
+
+def test_the_manifest_records_the_spacing_the_distances_used(tmp_path):
+    from weightmaps.io import read_spacing_unit
+
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    (masks / "v.tif").write_bytes(VOLUME.read_bytes())
+    pixels = weightmaps.generate(masks, tmp_path / "pixels", kinds="unet", workers=1)
+    physical = weightmaps.generate(
+        masks, tmp_path / "physical", kinds="unet", workers=1, spacing="auto"
+    )
+    assert pixels.exit_code == physical.exit_code == 0
+    # Computed in pixels: recorded as such, the file's pixel size beside it.
+    assert _record(tmp_path / "pixels", "v.tif")["spacing"] is None
+    assert _record(tmp_path / "pixels", "v.tif")["file_spacing"] == [2.0, 0.5, 0.5]
+    assert _record(tmp_path / "physical", "v.tif")["spacing"] == [2.0, 0.5, 0.5]
+    # The maps lie on the mask's grid either way: their files carry its spacing.
+    for out in ("pixels", "physical"):
+        spacing, _ = read_spacing_unit(tmp_path / out / "v.unet.tif")
+        assert spacing == pytest.approx((2.0, 0.5, 0.5))
+
+
+def test_a_zarr_map_made_in_pixels_still_shows_its_grid(tmp_path):
+    pytest.importorskip("dask")
+    from weightmaps.map_files import read_map_file
+
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    (masks / "v.tif").write_bytes(VOLUME.read_bytes())
+    report = weightmaps.generate(masks, tmp_path / "out", kinds="unet", chunked_above=100)
+    assert report.exit_code == 0, report.summary()
+    assert _record(tmp_path / "out", "v.tif")["spacing"] is None
+    assert _record(tmp_path / "out", "v.tif")["file_spacing"] == [2.0, 0.5, 0.5]
+    # A zarr map carries no spacing of its own: the manifest's grid is shown.
+    assert read_map_file(tmp_path / "out" / "v.unet.zarr").spacing == (2.0, 0.5, 0.5)
+
+
+def test_spacing_auto_without_spacing_in_the_file_says_so(tmp_path):
+    masks = tmp_path / "masks"
+    for name in ("a.tif", "b.tif"):
+        _squares(masks / name, shape=(6, 32, 32))  # tifffile records no spacing
+    logged: list[tuple[int, str]] = []
+    report = weightmaps.generate(
+        masks,
+        tmp_path / "out",
+        kinds="unet",
+        workers=1,
+        spacing="auto",
+        log=lambda level, message: logged.append((level, message)),
+    )
+    assert report.pixel_units == ["a.tif", "b.tif"]
+    assert (
+        "note: 2 masks (e.g. a.tif) record no spacing in the file: --spacing auto "
+        "computed their distances in pixels" in report.summary()
+    )
+    warned = [m for level, m in logged if level >= 30]
+    assert warned == [
+        "a.tif: its file records no spacing; --spacing auto computes its distances in "
+        "pixels (said once; the summary counts them)"
+    ]
+    assert any("b.tif" in m and "distances in pixels" in m for _, m in logged)
+    assert _record(tmp_path / "out", "a.tif")["spacing"] is None
+    assert "file_spacing" not in _record(tmp_path / "out", "a.tif")
+
+
+def test_maps_without_distances_say_nothing_of_spacing(tmp_path):
+    _squares(tmp_path / "masks" / "a.tif", shape=(6, 32, 32))
+    report = weightmaps.generate(
+        tmp_path / "masks", tmp_path / "out", kinds="edge", workers=1, spacing="auto"
+    )
+    assert report.pixel_units == [] and "spacing" not in report.summary()

@@ -37,7 +37,7 @@ from weightmaps.io.writing import (
     tiff_compression,
 )
 from weightmaps.kernels.class_balance import ClassCounts
-from weightmaps.kinds import DEFAULT_KINDS
+from weightmaps.kinds import DEFAULT_KINDS, REGISTRY
 from weightmaps.pipeline.device import device_results, resolve_device
 from weightmaps.pipeline.discover import find_masks
 from weightmaps.pipeline.jobs import Failed, ReadOptions
@@ -396,7 +396,8 @@ def _execute(run: Run, report: GenerateReport, options: _RunOptions) -> None:
                     # Each worker process compiles alone, at the same time as the others.
                     report.compile_seconds += result.compile_seconds / workers
                     report.mask_types[result.mask_type] += 1
-                    notes = f" ({'; '.join(result.notes)})" if result.notes else ""
+                    said = (*result.notes, *_spacing_notes(run, report, job.rel, result, log))
+                    notes = f" ({'; '.join(said)})" if said else ""
                     wrote = f"{result.mask_type}, wrote {', '.join(result.outputs)}{notes}"
                     log(logging.INFO, f"{printable(job.rel)}: {wrote}")
                     saver.maybe_save()
@@ -407,6 +408,40 @@ def _execute(run: Run, report: GenerateReport, options: _RunOptions) -> None:
         raise GenerateInterrupted(report) from None
     finally:
         saver.save()
+
+
+def _spacing_text(spacing: Sequence[float]) -> str:
+    return " x ".join(f"{s:g}" for s in spacing)
+
+
+def _spacing_notes(
+    run: Run, report: GenerateReport, rel: str, result: Any, log: LogFunction
+) -> tuple[str, ...]:
+    """What the distances of a mask were computed in, for its ``-v`` line.
+
+    ``--spacing auto`` on a file that records no pixel size falls back to
+    pixels: said once as a warning, counted in the summary.
+    """
+    if not any(k in REGISTRY and "spacing" in REGISTRY[k].uses for k in run.kinds):
+        return ()  # no distances among these maps
+    given, used, in_file = run.settings.spacing, result.spacing, result.file_spacing
+    if given == "auto" and used is None:
+        if not report.pixel_units:
+            log(
+                logging.WARNING,
+                f"{printable(rel)}: its file records no spacing; --spacing auto computes "
+                "its distances in pixels (said once; the summary counts them)",
+            )
+        report.pixel_units.append(rel)
+        return ("no spacing in the file: distances in pixels",)
+    if given == "auto":
+        return (f"spacing {_spacing_text(used)} from the file",)
+    if given is None and in_file is not None:
+        return (
+            f"distances in pixels; the file's spacing {_spacing_text(in_file)} is used "
+            "with --spacing auto",
+        )
+    return ()
 
 
 def _counts_missing(run: Run, plans: list[Plan]) -> bool:

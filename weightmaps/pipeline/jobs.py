@@ -112,6 +112,8 @@ class Counted:
 class Written:
     """A mask whose maps are written: what its manifest record holds.
 
+    ``spacing`` is the pixel size the distances used (None: pixel units),
+    ``file_spacing`` the one the file records (None: it records none).
     ``outputs`` maps each output kind to its file's record (path, bytes,
     digest, shape, dtype, min, max, mean); ``notes`` are said with ``-v``
     (chunks resumed, chunks missing from the source); ``compile_seconds``
@@ -126,6 +128,7 @@ class Written:
     outputs: dict[str, dict[str, Any]]
     notes: tuple[str, ...] = ()
     compile_seconds: float = 0.0
+    file_spacing: list[float] | None = None
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

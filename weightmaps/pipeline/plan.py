@@ -231,6 +231,8 @@ class Run:
             "spacing": result.spacing,
             "outputs": dict(sorted(outputs.items())),
         }
+        if result.file_spacing is not None:
+            record["file_spacing"] = result.file_spacing
         if result.counts is not None:
             record["count_cache"] = {
                 "sha256": plan.sha256,

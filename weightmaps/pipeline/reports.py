@@ -80,6 +80,9 @@ class GenerateReport:
     compile_seconds : float
         Wall time the workers spent compiling kernels, about: a machine's
         first run compiles them (they are cached on disk for the next).
+    pixel_units : list of str
+        Masks whose distances ``spacing="auto"`` computed in pixels: their
+        files record no pixel size.
     """
 
     masks_dir: str
@@ -95,6 +98,7 @@ class GenerateReport:
     stopped_early: bool = False
     device_seconds: float = 0.0
     compile_seconds: float = 0.0
+    pixel_units: list[str] = dataclasses.field(default_factory=list)
 
     @property
     def exit_code(self) -> int:
@@ -142,6 +146,13 @@ class GenerateReport:
         if len(self.mask_types) > 1:
             found = ", ".join(f"{n} {t}" for t, n in sorted(self.mask_types.items()))
             lines.append(f"  note: mask types differ ({found}); name one with --mask-type")
+        if self.pixel_units:
+            first, n = printable(self.pixel_units[0]), len(self.pixel_units)
+            which = f"{n} masks (e.g. {first}) record" if n > 1 else f"1 mask ({first}) records"
+            lines.append(
+                f"  note: {which} no spacing in the file: --spacing auto computed "
+                "their distances in pixels"
+            )
         if self.stopped_early:
             lines.append("  stopped at the first failure (--fail-fast)")
         if not self.dry_run:

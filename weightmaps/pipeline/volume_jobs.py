@@ -122,7 +122,6 @@ def _compute(job: Job) -> Written:
         for kind in maps
     }
     outputs, kept = write_volume_maps(job.out_root, job.rel, maps, attributes)
-    recorded = spacing or file_spacing
     total = sum(math.prod(array.numblocks) for array in maps.values())
     notes = (f"resumed: {kept} of {total} chunks kept" if kept else None, missing)
     counts = prepared.class_counts()
@@ -130,7 +129,8 @@ def _compute(job: Job) -> Written:
         mask_type=prepared.mask_type,
         shape=list(volume.shape),
         dtype=str(volume.dtype),
-        spacing=None if recorded is None else list(recorded),
+        spacing=None if spacing is None else list(spacing),
+        file_spacing=None if file_spacing is None else list(file_spacing),
         counts=counts.to_dict(),
         outputs=outputs,
         notes=tuple(note for note in notes if note),
