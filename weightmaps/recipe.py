@@ -27,6 +27,7 @@ __all__ = [
     "compute_maps_batch",
     "compute_prepared",
     "compute_volume_maps",
+    "map_advice",
     "volume_refusal",
 ]
 
@@ -220,6 +221,30 @@ def compute_maps_batch(
     for result in results:
         result.maps = {k: result.maps[k] for k in names}
     return results
+
+
+def map_advice(prepared: PreparedMask, settings: Any, kinds: Sequence[str]) -> dict[str, str]:
+    """Warnings about settings that make poor maps of this mask, by kind.
+
+    Each kind's :attr:`~weightmaps.kinds.spec.MapKind.advice` (an edge window
+    larger than the objects); the maps are made all the same.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from weightmaps import MapSettings
+    >>> from weightmaps.prepare import prepare_array
+    >>> mask = np.zeros((64, 64), np.uint8); mask[10:20, 10:20] = 1
+    >>> sorted(map_advice(prepare_array(mask, MapSettings()), MapSettings(), ["unet", "edge"]))
+    ['edge']
+    """
+    said: dict[str, str] = {}
+    for name in _ordered(kinds):
+        advice = REGISTRY[name].advice
+        text = None if advice is None else advice(prepared, settings)
+        if text:
+            said[name] = text
+    return said
 
 
 def volume_refusal(settings: Any, kinds: Sequence[str]) -> str | None:

@@ -396,7 +396,12 @@ def _execute(run: Run, report: GenerateReport, options: _RunOptions) -> None:
                     # Each worker process compiles alone, at the same time as the others.
                     report.compile_seconds += result.compile_seconds / workers
                     report.mask_types[result.mask_type] += 1
-                    said = (*result.notes, *_spacing_notes(run, report, job.rel, result, log))
+                    _warn(report, job.rel, result.warnings, log)
+                    said = (
+                        *result.notes,
+                        *_spacing_notes(run, report, job.rel, result, log),
+                        *(f"{kind}: {text}" for kind, text in result.warnings.items()),
+                    )
                     notes = f" ({'; '.join(said)})" if said else ""
                     wrote = f"{result.mask_type}, wrote {', '.join(result.outputs)}{notes}"
                     log(logging.INFO, f"{printable(job.rel)}: {wrote}")
@@ -408,6 +413,19 @@ def _execute(run: Run, report: GenerateReport, options: _RunOptions) -> None:
         raise GenerateInterrupted(report) from None
     finally:
         saver.save()
+
+
+def _warn(report: GenerateReport, rel: str, warnings: dict[str, str], log: LogFunction) -> None:
+    """A kind's warning said once, as it first comes; the summary counts the masks."""
+    for kind, text in warnings.items():
+        said = report.warnings.setdefault(kind, {})
+        if not said:
+            log(
+                logging.WARNING,
+                f"warning: {kind} maps of {printable(rel)}: {text} "
+                "(said once; the summary counts the masks, -v names each)",
+            )
+        said[rel] = text
 
 
 def _spacing_text(spacing: Sequence[float]) -> str:

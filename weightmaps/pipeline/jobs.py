@@ -117,7 +117,9 @@ class Written:
     ``outputs`` maps each output kind to its file's record (path, bytes,
     digest, shape, dtype, min, max, mean); ``notes`` are said with ``-v``
     (chunks resumed, chunks missing from the source); ``compile_seconds``
-    is the time the job spent compiling kernels (a machine's first run).
+    is the time the job spent compiling kernels (a machine's first run);
+    ``warnings`` by kind, settings that made a poor map of this mask
+    (:func:`weightmaps.recipe.map_advice`).
     """
 
     mask_type: str
@@ -129,6 +131,7 @@ class Written:
     notes: tuple[str, ...] = ()
     compile_seconds: float = 0.0
     file_spacing: list[float] | None = None
+    warnings: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -140,6 +143,7 @@ class Source:
     spacing: tuple[float, ...] | None  # used for the distances
     file_spacing: tuple[float, ...] | None
     unit: str | None
+    warnings: dict[str, str] = dataclasses.field(default_factory=dict)  # map_advice
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

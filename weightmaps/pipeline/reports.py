@@ -83,6 +83,9 @@ class GenerateReport:
     pixel_units : list of str
         Masks whose distances ``spacing="auto"`` computed in pixels: their
         files record no pixel size.
+    warnings : dict
+        Map kind -> {mask path: why its settings made a poor map of it}
+        (an edge window larger than the objects); the maps were written.
     """
 
     masks_dir: str
@@ -99,6 +102,7 @@ class GenerateReport:
     device_seconds: float = 0.0
     compile_seconds: float = 0.0
     pixel_units: list[str] = dataclasses.field(default_factory=list)
+    warnings: dict[str, dict[str, str]] = dataclasses.field(default_factory=dict)
 
     @property
     def exit_code(self) -> int:
@@ -146,6 +150,10 @@ class GenerateReport:
         if len(self.mask_types) > 1:
             found = ", ".join(f"{n} {t}" for t, n in sorted(self.mask_types.items()))
             lines.append(f"  note: mask types differ ({found}); name one with --mask-type")
+        for kind, said in self.warnings.items():
+            first, n = next(iter(said.items())), len(said)
+            which = f"{n} masks, e.g. {printable(first[0])}" if n > 1 else printable(first[0])
+            lines.append(f"  warning: {kind} maps of {which}: {first[1]}")
         if self.pixel_units:
             first, n = printable(self.pixel_units[0]), len(self.pixel_units)
             which = f"{n} masks (e.g. {first}) record" if n > 1 else f"1 mask ({first}) records"

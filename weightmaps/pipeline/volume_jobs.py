@@ -31,7 +31,7 @@ from weightmaps.pipeline.jobs import (
 )
 from weightmaps.pipeline.mask_jobs import dataset_counts, map_kinds
 from weightmaps.prepare import prepare_volume
-from weightmaps.recipe import compute_volume_maps, volume_refusal
+from weightmaps.recipe import compute_volume_maps, map_advice, volume_refusal
 
 __all__ = ["compute_volume_job", "count_volume_job"]
 
@@ -134,4 +134,5 @@ def _compute(job: Job) -> Written:
         counts=counts.to_dict(),
         outputs=outputs,
         notes=tuple(note for note in notes if note),
+        warnings=map_advice(prepared, settings, kinds),
     )
