@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -271,8 +273,6 @@ VOLUME = ROOT / "sample_data" / "masks" / "volume" / "nuclei3d_00.tif"  # spacin
 
 
 def _record(out: Path, rel: str) -> dict:
-    import json
-
     return json.loads((out / "weightmaps.json").read_text())["masks"][rel]
 
 
@@ -346,3 +346,102 @@ def test_maps_without_distances_say_nothing_of_spacing(tmp_path):
         tmp_path / "masks", tmp_path / "out", kinds="edge", workers=1, spacing="auto"
     )
     assert report.pixel_units == [] and "spacing" not in report.summary()
+
+
+# --- the edge window against the objects, and what stats suggests ------------------------
+
+
+def _disks(radius: float, shape=(200, 200), spacing: int = 40) -> np.ndarray:
+    """Apart, away from the border, ids 1..n: objects of a known diameter 2 * radius."""
+    rows, cols = np.indices(shape)
+    mask = np.zeros(shape, np.uint16)
+    centres = range(spacing // 2, shape[0] - spacing // 4, spacing)
+    for i, (y, x) in enumerate((y, x) for y in centres for x in centres):
+        mask[(rows - y) ** 2 + (cols - x) ** 2 <= radius**2] = i + 1
+    return mask
+
+
+def _edge_warnings(tmp_path: Path, mask: np.ndarray, **options) -> dict[str, str]:
+    masks = tmp_path / "masks"
+    shutil.rmtree(masks, ignore_errors=True)
+    masks.mkdir()
+    tifffile.imwrite(masks / "m.tif", mask)
+    out = tmp_path / f"out{len(list(tmp_path.glob('out*')))}"
+    report = weightmaps.generate(masks, out, kinds="edge", workers=1, **options)
+    assert report.exit_code == 0, report.summary()
+    return report.warnings.get("edge", {})
+
+
+def test_the_default_window_on_small_objects_warns(tmp_path):
+    said = _edge_warnings(tmp_path, _disks(radius=6.0))  # 12 px across, k = 31
+    assert list(said) == ["m.tif"]
+    assert "k = 31 covers 25 of 25 objects whole (median diameter 12 px)" in said["m.tif"]
+    assert said["m.tif"].endswith("try --edge-kernel 7")
+    # The window it suggests leaves the objects a core at weight 1: nothing to say.
+    assert _edge_warnings(tmp_path, _disks(radius=6.0), edge_kernel=7) == {}
+
+
+def test_the_default_window_on_large_objects_says_nothing(tmp_path):
+    assert _edge_warnings(tmp_path, _disks(radius=60.0, shape=(512, 512), spacing=170)) == {}
+
+
+def test_a_thin_volume_warns_of_its_depth(tmp_path):
+    volume = np.zeros((24, 160, 160), np.uint16)
+    volume[4:20, 20:140, 20:140] = 1  # large across, but 24 slices deep
+    said = _edge_warnings(tmp_path, volume)
+    assert "k = 31 spans more than half of the mask's 24 slices along axis 0" in said["m.tif"]
+    assert said["m.tif"].endswith("try --edge-kernel 11 or less")
+    assert _edge_warnings(tmp_path, volume, edge_kernel=11) == {}
+
+
+def test_a_thin_chunked_volume_warns_too(tmp_path):
+    pytest.importorskip("dask")
+    volume = np.zeros((24, 160, 160), np.uint16)
+    volume[4:20, 20:140, 20:140] = 1
+    said = _edge_warnings(tmp_path, volume, chunked_above=100)
+    assert "24 slices along axis 0" in said["m.tif"]
+
+
+def test_generate_says_the_window_warning_once_and_sums_it_up(tmp_path):
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    for name in ("a.tif", "b.tif"):
+        tifffile.imwrite(masks / name, _disks(radius=6.0))
+    command = ["generate", str(masks), str(tmp_path / "out"), "--workers", "1"]
+    result = CliRunner().invoke(main, command)
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert sum("k = 31 covers" in line for line in lines) == 2  # once as it comes, once summed
+    assert any(line.startswith("  warning: edge maps of 2 masks, e.g. a.tif: ") for line in lines)
+
+
+def test_stats_suggests_sigma_and_k_from_the_objects(tmp_path):
+    from weightmaps.kinds.edge import window_advice
+    from weightmaps.prepare import prepare_array
+    from weightmaps.settings import MapSettings
+    from weightmaps.stats import mask_stats, object_summary
+
+    for radius in (6.0, 12.0, 25.0):
+        mask = _disks(radius, shape=(400, 400), spacing=80)
+        objects = object_summary([mask_stats(mask)])
+        assert objects["measured"] == 25 and objects["on_border_left_out"] == 0
+        assert objects["median_diameter"] == pytest.approx(2 * radius, rel=0.05)
+        # The rule: sigma a quarter of the diameter, k about half of it, odd.
+        sigma, k = objects["suggested"]["sigma"], objects["suggested"]["edge_kernel"]
+        assert sigma == pytest.approx(radius / 2, abs=0.5)
+        assert k % 2 == 1 and abs(k - radius) <= 2
+        # And generate has nothing to say of the window it suggests.
+        settings = MapSettings(edge_kernel=k)
+        assert window_advice(prepare_array(mask, settings), settings) is None
+
+
+def test_stats_prints_the_suggestions(tmp_path):
+    tifffile.imwrite(tmp_path / "m.tif", _disks(radius=12.0))
+    result = CliRunner().invoke(main, ["stats", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "object diameter: median 23.7 px (10-90 %: 23.7-23.7, 25 objects)" in result.output
+    assert "suggested for them: --sigma 6 (a quarter of the median diameter), --edge-kernel 13" in (
+        result.output
+    )
+    as_json = CliRunner().invoke(main, ["stats", str(tmp_path), "--json"])
+    assert json.loads(as_json.output)["objects"]["suggested"] == {"sigma": 6.0, "edge_kernel": 13}
