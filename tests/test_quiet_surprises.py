@@ -416,8 +416,6 @@ def test_generate_says_the_window_warning_once_and_sums_it_up(tmp_path):
 
 
 def test_stats_suggests_sigma_and_k_from_the_objects(tmp_path):
-    from weightmaps.kinds.edge import window_advice
-    from weightmaps.prepare import prepare_array
     from weightmaps.settings import MapSettings
     from weightmaps.stats import mask_stats, object_summary
 
@@ -430,9 +428,10 @@ def test_stats_suggests_sigma_and_k_from_the_objects(tmp_path):
         sigma, k = objects["suggested"]["sigma"], objects["suggested"]["edge_kernel"]
         assert sigma == pytest.approx(radius / 2, abs=0.5)
         assert k % 2 == 1 and abs(k - radius) <= 2
-        # And generate has nothing to say of the window it suggests.
-        settings = MapSettings(edge_kernel=k)
-        assert window_advice(prepare_array(mask, settings), settings) is None
+        # And generate has nothing to say of the window it suggests, but of the default.
+        assert weightmaps.compute_maps(mask, MapSettings(edge_kernel=k)).warnings == {}
+        if radius < 20:
+            assert "edge" in weightmaps.compute_maps(mask, MapSettings()).warnings
 
 
 def test_stats_prints_the_suggestions(tmp_path):
@@ -445,3 +444,9 @@ def test_stats_prints_the_suggestions(tmp_path):
     )
     as_json = CliRunner().invoke(main, ["stats", str(tmp_path), "--json"])
     assert json.loads(as_json.output)["objects"]["suggested"] == {"sigma": 6.0, "edge_kernel": 13}
+
+
+def test_the_window_warning_on_the_device_path_too(tmp_path):
+    pytest.importorskip("torch")
+    said = _edge_warnings(tmp_path, _disks(radius=6.0), device="torch:cpu")
+    assert "k = 31 covers 25 of 25 objects whole" in said["m.tif"]

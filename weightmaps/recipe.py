@@ -46,12 +46,16 @@ class MaskMaps:
         The carved mask, when touching instances were separated.
     counts : ClassCounts, optional
         This mask's class counts.
+    warnings : dict
+        By kind, why these settings made a poor map of this mask (an edge
+        window larger than its objects; :func:`map_advice`).
     """
 
     mask_type: str
     maps: dict[str, Any]
     target: Any = None
     counts: ClassCounts | None = None
+    warnings: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
 def _ordered(kinds: str | Sequence[str]) -> list[str]:
@@ -137,7 +141,8 @@ def compute_prepared(
         maps[name] = (
             premade if premade is not None else REGISTRY[name].compute(prepared, settings, context)
         )
-    return MaskMaps(prepared.mask_type, maps, prepared.target, counts)
+    warnings = map_advice(prepared, settings, maps)
+    return MaskMaps(prepared.mask_type, maps, prepared.target, counts, warnings)
 
 
 def _family(prepared: PreparedMask) -> str:
@@ -218,30 +223,30 @@ def compute_maps_batch(
             for j, i in enumerate(members):
                 done = host[j]
                 results[i].maps[name] = done if isinstance(done, np.ndarray) else done.cpu().numpy()
-    for result in results:
+    for p, result in zip(prepared, results, strict=True):
         result.maps = {k: result.maps[k] for k in names}
+        result.warnings = map_advice(p, settings, result.maps)
     return results
 
 
-def map_advice(prepared: PreparedMask, settings: Any, kinds: Sequence[str]) -> dict[str, str]:
-    """Warnings about settings that make poor maps of this mask, by kind.
+def map_advice(prepared: PreparedMask, settings: Any, maps: dict[str, Any]) -> dict[str, str]:
+    """Warnings about settings that made poor maps of this mask, by kind.
 
-    Each kind's :attr:`~weightmaps.kinds.spec.MapKind.advice` (an edge window
-    larger than the objects); the maps are made all the same.
+    Each kind's :attr:`~weightmaps.kinds.spec.MapKind.advice` on its map (an
+    edge window larger than the objects); the maps are what they are.
 
     Examples
     --------
     >>> import numpy as np
     >>> from weightmaps import MapSettings
-    >>> from weightmaps.prepare import prepare_array
     >>> mask = np.zeros((64, 64), np.uint8); mask[10:20, 10:20] = 1
-    >>> sorted(map_advice(prepare_array(mask, MapSettings()), MapSettings(), ["unet", "edge"]))
-    ['edge']
+    >>> compute_maps(mask, MapSettings()).warnings["edge"][:44]
+    'the edge window k = 31 covers 1 of 1 objects'
     """
     said: dict[str, str] = {}
-    for name in _ordered(kinds):
-        advice = REGISTRY[name].advice
-        text = None if advice is None else advice(prepared, settings)
+    for name, array in maps.items():
+        advice = REGISTRY[name].advice if name in REGISTRY else None
+        text = None if advice is None else advice(prepared, settings, array)
         if text:
             said[name] = text
     return said

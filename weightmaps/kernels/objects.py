@@ -42,7 +42,17 @@ def object_diameters(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     labels = np.asarray(labels)
     if labels.ndim not in (2, 3):
         raise ValueError(f"labels must be 2-D or 3-D, got shape {labels.shape}")
-    ids, sizes = np.unique(labels, return_counts=True)
+    if labels.size and np.issubdtype(labels.dtype, np.integer) and labels.min() >= 0:
+        top = int(labels.max())
+    else:
+        top = None
+    if top is not None and top <= labels.size:
+        # Ids no larger than the mask (1..n, most masks): a count per id, no sort.
+        counts = np.bincount(labels.ravel(), minlength=top + 1)
+        ids = np.flatnonzero(counts)
+        sizes = counts[ids]
+    else:
+        ids, sizes = np.unique(labels, return_counts=True)
     keep = ids != 0
     ids, sizes = ids[keep], sizes[keep].astype(np.float64)
     if labels.ndim == 2:

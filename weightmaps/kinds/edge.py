@@ -196,7 +196,7 @@ def _extent_advice(shape: Sequence[int], k: int) -> str | None:
     return None
 
 
-def _object_advice(prepared: Any, k: int) -> str | None:
+def _object_advice(prepared: Any, weights: np.ndarray, k: int, alpha: float) -> str | None:
     """The window against the objects: most of them edge weight through and through."""
     from scipy import ndimage
 
@@ -205,14 +205,15 @@ def _object_advice(prepared: Any, k: int) -> str | None:
     foreground = prepared.classes == 1
     if not foreground.any():
         return None
+    # A pixel stays at weight 1 where its k-window holds foreground only (the
+    # zero padding outside the mask counts as background, as in the map): read
+    # off the map, where any other pixel differs from 1 by alpha / k^d or more.
+    core = foreground & (np.abs(weights - 1.0) < abs(alpha) / (2.0 * k**weights.ndim))
     if prepared.mask_type == "instance":
         objects = prepared.instances  # the mask's own ids (carved when asked)
     else:
         structure = ndimage.generate_binary_structure(foreground.ndim, foreground.ndim)
         objects, _ = ndimage.label(foreground, structure=structure)
-    # A pixel stays at weight 1 where its k-window holds foreground only (the
-    # zero padding outside the mask counts as background, as in the map).
-    core = ndimage.minimum_filter(foreground.view(np.uint8), size=k, mode="constant") > 0
     diameters, on_border = object_diameters(objects)
     count = diameters.size
     filled = count - np.count_nonzero(np.unique(objects[core]))
@@ -227,28 +228,30 @@ def _object_advice(prepared: Any, k: int) -> str | None:
     )
 
 
-def window_advice(prepared: Any, settings: Any) -> str | None:
+def window_advice(prepared: Any, settings: Any, weights: Any = None) -> str | None:
     """A warning when the edge window ``k`` is large against the mask, or None.
 
     Two rules, in this order: ``k`` larger than half the mask along an axis
     (a thin volume: the zero padding beyond its faces gives edge weight to
-    most of its foreground), and, for binary and instance masks in memory,
-    more than half of the objects (connected components of the foreground)
+    most of its foreground), and, for binary and instance masks with their
+    map in memory (``weights``, a numpy array), more than half of the objects
     without a pixel at the base weight 1, i.e. no pixel whose k-window lies
-    inside the object. Not for maps made at ``edge_size`` (the training
-    size the window was chosen for) and, beyond the first rule, not for
-    semantic masks or chunked volumes. Objects are the instances of an
-    instance mask (as ``weightmaps stats`` counts them), the connected
-    components of a binary one; the median diameter and the window it
-    suggests are those of :func:`weightmaps.stats.object_summary`.
+    inside the object. Not for maps made at ``edge_size`` (the training size
+    the window was chosen for) nor without an edge term (``alpha`` 0); beyond
+    the first rule, not for semantic masks or chunked volumes. Objects are the
+    instances of an instance mask (as ``weightmaps stats`` counts them), the
+    connected components of a binary one; the median diameter and the window
+    it suggests are those of :func:`weightmaps.stats.object_summary`.
     """
-    if settings.edge_size is not None:
+    if settings.edge_size is not None or settings.edge_alpha == 0:
         return None
     k = settings.edge_kernel
     said = _extent_advice(prepared.classes.shape, k)
-    if said is not None or prepared.chunked or prepared.mask_type == "semantic":
+    if said is not None or prepared.mask_type == "semantic":
         return said
-    return _object_advice(prepared, k)
+    if not isinstance(weights, np.ndarray) or weights.shape != prepared.classes.shape:
+        return None
+    return _object_advice(prepared, weights, k, settings.edge_alpha)
 
 
 KIND = MapKind(

@@ -143,7 +143,6 @@ class Source:
     spacing: tuple[float, ...] | None  # used for the distances
     file_spacing: tuple[float, ...] | None
     unit: str | None
-    warnings: dict[str, str] = dataclasses.field(default_factory=dict)  # map_advice
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

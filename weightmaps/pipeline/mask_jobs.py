@@ -35,7 +35,7 @@ from weightmaps.pipeline.jobs import (
     resolve_spacing,
 )
 from weightmaps.prepare import mask_class_counts, prepare_array
-from weightmaps.recipe import MaskMaps, compute_prepared, map_advice
+from weightmaps.recipe import MaskMaps, compute_prepared
 
 __all__ = ["compute_mask_job", "count_mask_job", "prepare_mask_job", "write_outputs"]
 
@@ -98,8 +98,6 @@ def _compute_and_write(job: Job) -> Written | Failed:
         mask, source = _load(job)
         prepared = prepare_array(mask, job.settings)
         del mask  # prepared holds what the maps need (the mask itself, most often)
-        advice = map_advice(prepared, job.settings, map_kinds(job))
-        source = dataclasses.replace(source, warnings=advice)
         kinds = map_kinds(job) or [None]
         for i, kind in enumerate(kinds):
             result = compute_prepared(
@@ -127,7 +125,11 @@ def _compute_and_write(job: Job) -> Written | Failed:
 
 
 def _joined(first: Written, then: Written) -> Written:
-    return dataclasses.replace(first, outputs={**first.outputs, **then.outputs})
+    return dataclasses.replace(
+        first,
+        outputs={**first.outputs, **then.outputs},
+        warnings={**first.warnings, **then.warnings},
+    )
 
 
 def prepare_mask_job(job: Job) -> Prepared | Failed:
@@ -135,8 +137,6 @@ def prepare_mask_job(job: Job) -> Prepared | Failed:
     try:
         mask, source = _load(job)
         prepared = prepare_array(mask, job.settings, kinds=map_kinds(job))
-        advice = map_advice(prepared, job.settings, map_kinds(job))
-        source = dataclasses.replace(source, warnings=advice)
     except MaskReadError as exc:
         return Failed(exc.reason)
     except _MASK_ERRORS as exc:
@@ -207,5 +207,5 @@ def write_outputs(job: Job, source: Source, result: MaskMaps) -> Written | Faile
         file_spacing=None if source.file_spacing is None else list(source.file_spacing),
         counts=None if result.counts is None else result.counts.to_dict(),
         outputs=outputs,
-        warnings=dict(source.warnings),
+        warnings=dict(result.warnings),
     )

@@ -134,5 +134,5 @@ def _compute(job: Job) -> Written:
         counts=counts.to_dict(),
         outputs=outputs,
         notes=tuple(note for note in notes if note),
-        warnings=map_advice(prepared, settings, kinds),
+        warnings=map_advice(prepared, settings, maps),
     )
