@@ -450,3 +450,10 @@ def test_the_window_warning_on_the_device_path_too(tmp_path):
     pytest.importorskip("torch")
     said = _edge_warnings(tmp_path, _disks(radius=6.0), device="torch:cpu")
     assert "k = 31 covers 25 of 25 objects whole" in said["m.tif"]
+
+
+def test_ignored_pixels_are_no_object_of_the_window_warning(tmp_path):
+    mask = _disks(radius=6.0)
+    mask[:, :4] = 999  # unlabelled strip: no object
+    said = _edge_warnings(tmp_path, mask, ignore_value=999, mask_type="instance")
+    assert "covers 25 of 25 objects whole" in said["m.tif"]

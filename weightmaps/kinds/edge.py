@@ -210,7 +210,10 @@ def _object_advice(prepared: Any, weights: np.ndarray, k: int, alpha: float) -> 
     # off the map, where any other pixel differs from 1 by alpha / k^d or more.
     core = foreground & (np.abs(weights - 1.0) < abs(alpha) / (2.0 * k**weights.ndim))
     if prepared.mask_type == "instance":
-        objects = prepared.instances  # the mask's own ids (carved when asked)
+        # The mask's own ids (carved when asked), ignored pixels none: not
+        # prepared.instances, which would keep a copy after the maps freed it.
+        values = prepared.values
+        objects = values if prepared.ignore is None else np.where(prepared.ignore, 0, values)
     else:
         structure = ndimage.generate_binary_structure(foreground.ndim, foreground.ndim)
         objects, _ = ndimage.label(foreground, structure=structure)
