@@ -70,12 +70,31 @@ def _weight_cell(weight: float | None) -> str:
     return f" {'-':>10}" if weight is None else f" {weight:>10.4g}"
 
 
+def _print_objects(objects: dict[str, Any] | None) -> None:
+    """The objects' sizes and the sigma and k they suggest (rules: weightmaps.stats)."""
+    if not objects:
+        return
+    left_out = objects["on_border_left_out"]
+    border = f"; {left_out} cut by the border left out" if left_out else ""
+    click.echo(
+        f"object diameter: median {objects['median_diameter']:.1f} px "
+        f"(10-90 %: {objects['p10_diameter']:.1f}-{objects['p90_diameter']:.1f}, "
+        f"{objects['measured']} objects{border})"
+    )
+    suggested = objects["suggested"]
+    click.echo(
+        f"suggested for them: --sigma {suggested['sigma']:g} (a quarter of the median "
+        f"diameter), --edge-kernel {suggested['edge_kernel']} (about half of it)"
+    )
+
+
 def _print_stats(summary: dict[str, Any], failed: dict[str, str]) -> None:
     types = ", ".join(f"{n} {t}" for t, n in sorted(summary["mask_types"].items()))
     click.echo(f"{summary['masks']} masks ({types or 'none readable'})")
     click.echo(
         f"instances: {summary['instances']}, touching instance pairs: {summary['touching_pairs']}"
     )
+    _print_objects(summary.get("objects"))
     header = f"{'class':>6} {'pixels':>12} {'freq':>8}" + "".join(
         f" {mode + ' w':>10}" for mode in BALANCE_MODES
     )

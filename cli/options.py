@@ -57,12 +57,15 @@ def _shown(value: Any) -> str:
 
 def _help(param: Param, defaults: str) -> str:
     text = param.help
+    if defaults == "manifest":
+        # check plans with the last run's value of every parameter not given,
+        # not with the settings' defaults that generate's help names.
+        text = re.sub(r" \[default:[^\]]*\]", "", text)
+        return f"{text} [default: as last generated]."
     if "[default" in text:
         return text + "."
     if defaults == "settings" and param.default not in (None, False):
         return f"{text} [default: {_shown(param.default)}]."
-    if defaults == "manifest":
-        return f"{text} [default: as last generated]."
     return text + "."
 
 
@@ -101,7 +104,9 @@ READ_OPTIONS: list[Callable] = [
         "--glob",
         "glob",
         multiple=True,
-        help="Only masks matching this pattern (repeatable: any of them).",
+        metavar="PATTERN",
+        help="Only masks matching this pattern; repeat the option for several "
+        "(a mask matching any of them is taken).",
     ),
     click.option("--channel", type=int, help="Channel of a colour mask to read."),
     click.option(

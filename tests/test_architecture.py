@@ -42,6 +42,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         "shells",
         (
             "weightmaps.cli",
+            "weightmaps.__main__",
             "weightmaps.data",
             "weightmaps.map_files",
             "weightmaps.monai",
@@ -245,6 +246,7 @@ PUBLIC = {
     ],
     "weightmaps.torch_kernels": [
         "BYTES_PER_PIXEL",
+        "VolumeTensorWarning",
         "balance_weight_map",
         "balance_weight_map_batch",
         "balance_weight_map_torch",
@@ -361,6 +363,7 @@ PUBLIC = {
         "MapKind",
         "Param",
         "get_kind",
+        "kind_names",
     ],
 }
 

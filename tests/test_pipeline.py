@@ -224,7 +224,7 @@ def test_volume_imagej_stack_with_spacing(masks, tmp_path):
     assert report.done == [rel]
     mask = read_mask(masks / rel)
     assert mask.ndim == 3
-    # Default: distances in pixel units, the file's spacing still recorded.
+    # Default: distances in pixel units, the file's spacing still in the maps' files.
     assert_maps_equal(
         out,
         rel,
@@ -243,7 +243,9 @@ def test_volume_imagej_stack_with_spacing(masks, tmp_path):
             num, den = tif.pages[0].tags["XResolution"].value
             assert den / num == pytest.approx(0.5)
     record = json.loads((out / MANIFEST_NAME).read_text())["masks"][rel]
-    assert record["spacing"] == [2.0, 0.5, 0.5]
+    # The manifest records what the distances used (pixels), the file's beside it.
+    assert record["spacing"] is None
+    assert record["file_spacing"] == [2.0, 0.5, 0.5]
     assert record["shape"] == list(mask.shape)
 
     # spacing="auto": the U-Net distances follow the file's voxel size (2, 0.5, 0.5).

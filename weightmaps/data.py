@@ -30,7 +30,7 @@ from torch.utils.data import Dataset
 from weightmaps._shared.text import printable
 from weightmaps.io import DEFAULT_MAX_PIXELS, read_mask
 from weightmaps.io.names import output_name
-from weightmaps.kinds import KINDS, REGISTRY
+from weightmaps.kinds import KINDS, REGISTRY, kind_names
 from weightmaps.map_files import read_tiff_checked
 from weightmaps.masktype import MaskTypeError, infer_mask_type
 from weightmaps.pipeline.discover import find_masks
@@ -176,7 +176,7 @@ class WeightMapDataset(Dataset):
         max_pixels: int = DEFAULT_MAX_PIXELS,
         labels: bool = False,
     ) -> None:
-        kinds = tuple(kinds)
+        kinds = kind_names(kinds)
         if (not kinds and not labels) or any(k not in KINDS for k in kinds):
             raise ValueError(f"kinds must be a non-empty selection of {KINDS}, got {kinds}")
         if target not in ("auto", "mask", "carved"):

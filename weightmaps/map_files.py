@@ -250,8 +250,12 @@ def read_map_file(
     if kind is not None and isinstance(attributes.get("weightmaps_params"), dict):
         params = dict(attributes["weightmaps_params"])
     n_spatial = data.ndim - (channel_axis is not None)
-    if spacing is None and record is not None and isinstance(record.get("spacing"), list):
-        spacing = tuple(float(s) for s in record["spacing"])
+    if spacing is None and record is not None:
+        # The grid's pixel size, as the TIFF maps carry it: the spacing the
+        # distances used, else the file's (recorded apart in later manifests).
+        grid = record.get("spacing") or record.get("file_spacing")
+        if isinstance(grid, list):
+            spacing = tuple(float(s) for s in grid)
     if spacing is not None and len(spacing) != n_spatial:
         spacing = None  # recorded for another layout: no spacing rather than a wrong one
     if params is not None:

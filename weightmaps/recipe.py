@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from weightmaps.kernels.class_balance import ClassCounts
-from weightmaps.kinds import DEFAULT_KINDS, KINDS, REGISTRY, MapContext
+from weightmaps.kinds import DEFAULT_KINDS, KINDS, REGISTRY, MapContext, kind_names
 from weightmaps.masktype import MaskTypeError
 from weightmaps.prepare import PreparedMask, prepare_array, prepare_volume
 
@@ -27,6 +27,7 @@ __all__ = [
     "compute_maps_batch",
     "compute_prepared",
     "compute_volume_maps",
+    "map_advice",
     "volume_refusal",
 ]
 
@@ -45,15 +46,20 @@ class MaskMaps:
         The carved mask, when touching instances were separated.
     counts : ClassCounts, optional
         This mask's class counts.
+    warnings : dict
+        By kind, why these settings made a poor map of this mask (an edge
+        window larger than its objects; :func:`map_advice`).
     """
 
     mask_type: str
     maps: dict[str, Any]
     target: Any = None
     counts: ClassCounts | None = None
+    warnings: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
-def _ordered(kinds: Sequence[str]) -> list[str]:
+def _ordered(kinds: str | Sequence[str]) -> list[str]:
+    kinds = kind_names(kinds)
     unknown = [k for k in kinds if k not in REGISTRY]
     if unknown:
         raise ValueError(f"unknown map kinds {unknown}; choose from {KINDS}")
@@ -76,9 +82,10 @@ def compute_maps(
         2-D or 3-D label mask as read from disk.
     settings : MapSettings
         Parameters of every kind.
-    kinds : sequence of str
+    kinds : str or sequence of str
         Which maps to compute (names of :data:`weightmaps.kinds.KINDS`;
-        default :data:`~weightmaps.kinds.DEFAULT_KINDS`).
+        default :data:`~weightmaps.kinds.DEFAULT_KINDS`); a string is one
+        name or several, comma-separated.
     spacing : sequence of float, optional
         Pixel size per axis for the distance-based maps (already resolved
         from ``settings.spacing``).
@@ -134,7 +141,8 @@ def compute_prepared(
         maps[name] = (
             premade if premade is not None else REGISTRY[name].compute(prepared, settings, context)
         )
-    return MaskMaps(prepared.mask_type, maps, prepared.target, counts)
+    warnings = map_advice(prepared, settings, maps)
+    return MaskMaps(prepared.mask_type, maps, prepared.target, counts, warnings)
 
 
 def _family(prepared: PreparedMask) -> str:
@@ -215,9 +223,33 @@ def compute_maps_batch(
             for j, i in enumerate(members):
                 done = host[j]
                 results[i].maps[name] = done if isinstance(done, np.ndarray) else done.cpu().numpy()
-    for result in results:
+    for p, result in zip(prepared, results, strict=True):
         result.maps = {k: result.maps[k] for k in names}
+        result.warnings = map_advice(p, settings, result.maps)
     return results
+
+
+def map_advice(prepared: PreparedMask, settings: Any, maps: dict[str, Any]) -> dict[str, str]:
+    """Warnings about settings that made poor maps of this mask, by kind.
+
+    Each kind's :attr:`~weightmaps.kinds.spec.MapKind.advice` on its map (an
+    edge window larger than the objects); the maps are what they are.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from weightmaps import MapSettings
+    >>> mask = np.zeros((64, 64), np.uint8); mask[10:20, 10:20] = 1
+    >>> compute_maps(mask, MapSettings()).warnings["edge"][:44]
+    'the edge window k = 31 covers 1 of 1 objects'
+    """
+    said: dict[str, str] = {}
+    for name, array in maps.items():
+        advice = REGISTRY[name].advice if name in REGISTRY else None
+        text = None if advice is None else advice(prepared, settings, array)
+        if text:
+            said[name] = text
+    return said
 
 
 def volume_refusal(settings: Any, kinds: Sequence[str]) -> str | None:

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from weightmaps.kinds import KINDS, REGISTRY, MapContext
+from weightmaps.kinds import KINDS, REGISTRY, MapContext, kind_names
 from weightmaps.prepare import prepare_array
 from weightmaps.settings import MapSettings
 
@@ -95,7 +95,7 @@ class RecomputeMaps:
         dataset_counts: Any = None,
         max_bytes: int | None = None,
     ) -> None:
-        kinds = tuple(kinds)
+        kinds = kind_names(kinds)
         if not kinds or any(k not in KINDS for k in kinds):
             raise ValueError(f"kinds must be a non-empty selection of {KINDS}, got {kinds}")
         if settings is None:

@@ -10,6 +10,8 @@ numpy array (the result is on the CPU, or on ``device=``). The names of the
 numpy namespace take one mask (``unet_weight_map`` ...); ``*_batch`` take a
 ``(B, *spatial)`` stack, whose result equals the per-mask results stacked;
 ``*_torch`` are the names of earlier versions. Results are float32.
+A 3-D tensor given to a one-mask kernel is one volume; since a ``(B, H, W)``
+batch of 2-D masks looks the same, it warns (:class:`VolumeTensorWarning`).
 
 This module imports torch; ``import weightmaps`` does not. The kernels live
 in :mod:`weightmaps.kernels` (``unet_torch``, ``edge_torch`` ...).
@@ -17,7 +19,12 @@ in :mod:`weightmaps.kernels` (``unet_torch``, ``edge_torch`` ...).
 
 from __future__ import annotations
 
-from weightmaps.kernels._torch_common import BYTES_PER_PIXEL, default_max_bytes, estimate_bytes
+from weightmaps.kernels._torch_common import (
+    BYTES_PER_PIXEL,
+    VolumeTensorWarning,
+    default_max_bytes,
+    estimate_bytes,
+)
 from weightmaps.kernels.balance_torch import (
     balance_weight_map_torch,
     balance_weight_map_torch_batch,
@@ -28,6 +35,7 @@ from weightmaps.kernels.unet_torch import unet_weight_map_torch, unet_weight_map
 
 __all__ = [
     "BYTES_PER_PIXEL",
+    "VolumeTensorWarning",
     "balance_weight_map",
     "balance_weight_map_batch",
     "balance_weight_map_torch",

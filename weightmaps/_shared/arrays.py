@@ -12,10 +12,19 @@ equals that of the mask numbered 1..n in the ids' order.
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING, TypeAlias
 
 import numpy as np
 
-__all__ = ["FLOAT64_EXACT_IDS", "is_torch_tensor", "line_view", "sequential_ids"]
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["FLOAT64_EXACT_IDS", "ArrayOrTensor", "is_torch_tensor", "line_view", "sequential_ids"]
+
+ArrayOrTensor: TypeAlias = "np.ndarray | torch.Tensor"
+"""What the numpy kernels take: an array, or a torch tensor (handed to the torch
+kernel of the same name, whose result is a tensor on the input's device). A string
+so that importing this module never imports torch."""
 
 # Largest id ndimage's filters (which go through float64) tell apart, with
 # room for the one-above sentinel of separate_instances.

@@ -10,6 +10,7 @@ half the free memory of a CUDA device, and 2 GiB on the CPU.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -22,6 +23,7 @@ __all__ = [
     "LABEL_WORD",
     "ArrayLike",
     "DeviceLike",
+    "VolumeTensorWarning",
     "any_tensor",
     "bool_tensor",
     "budget_pixels",
@@ -32,6 +34,7 @@ __all__ = [
     "label_tensor",
     "slabs",
     "target_device",
+    "warn_if_volume_tensor",
     "widen",
 ]
 
@@ -59,6 +62,30 @@ _CPU_MAX_BYTES = 2 << 30
 LABEL_WORD = 0xFFFFFFFF
 # int64 with only the sign bit set: XOR with it orders uint64 bits as int64.
 _SIGN_BIT = -(2**63)
+
+
+class VolumeTensorWarning(UserWarning):
+    """A 3-D tensor given to a one-mask kernel, which reads it as one volume.
+
+    A training loop's ``(B, H, W)`` batch of 2-D labels is also a 3-D tensor:
+    read as a volume, its masks' distances and windows reach across the
+    batch. The ``*_batch`` kernels take a batch. Working on volumes, silence it
+    with ``warnings.simplefilter("ignore", VolumeTensorWarning)``.
+    """
+
+
+def warn_if_volume_tensor(x: object, name: str) -> None:
+    """Warn (:class:`VolumeTensorWarning`) when ``x`` is a 3-D tensor given to the
+    one-mask kernel ``name``: it may be a batch of 2-D masks."""
+    if isinstance(x, torch.Tensor) and x.ndim == 3:
+        warnings.warn(
+            f"{name}: a 3-D tensor of shape {tuple(x.shape)} is read as one volume (D, H, W); "
+            f"a batch of 2-D masks (B, H, W) goes to {name}_batch (weightmaps.torch_kernels). "
+            "For volumes: warnings.simplefilter('ignore', "
+            "weightmaps.torch_kernels.VolumeTensorWarning)",
+            VolumeTensorWarning,
+            stacklevel=3,
+        )
 
 
 def target_device(x: object, device: DeviceLike) -> torch.device:

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from weightmaps._shared.arrays import is_torch_tensor
+from weightmaps._shared.arrays import ArrayOrTensor, is_torch_tensor
 from weightmaps.kernels.class_balance import ClassCounts, class_weights
 
 __all__ = ["balance_weight_map", "class_counts", "paint_class_weights"]
@@ -118,17 +118,17 @@ def paint_class_weights(
 
 
 def balance_weight_map(
-    mask: np.ndarray,
+    mask: ArrayOrTensor,
     *,
     mode: str = "inverse",
     ignore_index: int | None = None,
     counts: ClassCounts | Mapping[int, int] | None = None,
-) -> np.ndarray:
+) -> ArrayOrTensor:
     """Per-pixel class-balance weights ``w(x) = w_class(x)``.
 
     Parameters
     ----------
-    mask : ndarray of int or bool
+    mask : ndarray or Tensor of int or bool
         Class ids, 2-D or 3-D (any dimension works).
     mode : {"inverse", "median", "enet", "beta"}
         How class weights follow from the counts; see :func:`class_weights`.
@@ -141,7 +141,7 @@ def balance_weight_map(
 
     Returns
     -------
-    ndarray of float32
+    ndarray or Tensor of float32
         Same shape as ``mask``. A torch tensor in gives a float32 tensor on
         its device (:mod:`weightmaps.torch_kernels`).
 

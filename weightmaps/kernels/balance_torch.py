@@ -12,6 +12,7 @@ from weightmaps.kernels._torch_common import (
     any_tensor,
     check_batch,
     target_device,
+    warn_if_volume_tensor,
     widen,
 )
 from weightmaps.kernels.class_balance import ClassCounts, check_balance_mode, class_weights
@@ -190,6 +191,7 @@ def balance_weight_map_torch(
     >>> balance_weight_map_torch(np.array([[0, 0, 0, 1]]))
     tensor([[0.6667, 0.6667, 0.6667, 2.0000]])
     """
+    warn_if_volume_tensor(mask, "balance_weight_map")
     target = target_device(mask, device)
     t = _class_tensor(mask, target)
     if t.ndim == 0 or t.numel() == 0:

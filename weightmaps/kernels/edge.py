@@ -18,7 +18,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from weightmaps._shared.arrays import is_torch_tensor, line_view
+from weightmaps._shared.arrays import ArrayOrTensor, is_torch_tensor, line_view
 from weightmaps._shared.checks import check_classes_or_count, check_kernel_size, check_nonempty
 from weightmaps._shared.threads import run_parts, split_range, threads_for
 from weightmaps.kernels._box_nb import (
@@ -88,19 +88,19 @@ def _foreground(mask: np.ndarray, ignore_index: int | None) -> np.ndarray:
 
 
 def edge_weight_map(
-    mask: np.ndarray,
+    mask: ArrayOrTensor,
     *,
     kernel_size: int = 31,
     alpha: float = 5.0,
     classes: Sequence[int] | None = None,
     num_classes: int | None = None,
     ignore_index: int | None = None,
-) -> np.ndarray:
+) -> ArrayOrTensor:
     """Edge weights ``1 + alpha * |box_k(m) - m|`` of the F3Net/PraNet loss.
 
     Parameters
     ----------
-    mask : ndarray
+    mask : ndarray or Tensor
         2-D or 3-D. Binary (bool or int, nonzero = foreground) or a soft
         float foreground in [0, 1]. With ``classes`` or ``num_classes``, an
         integer semantic mask.
@@ -119,7 +119,7 @@ def edge_weight_map(
 
     Returns
     -------
-    ndarray of float32
+    ndarray or Tensor of float32
         Same shape as ``mask``. A torch tensor in gives a float32 tensor on
         its device (:mod:`weightmaps.torch_kernels`).
 

@@ -21,6 +21,7 @@ from weightmaps.kernels._torch_common import (
     in_groups,
     slabs,
     target_device,
+    warn_if_volume_tensor,
     widen,
 )
 
@@ -197,6 +198,7 @@ def edge_weight_map_torch(
     >>> float(w[2, 2]), float(w[1, 1]), float(w[0, 0])
     (9.0, 2.0, 1.0)
     """
+    warn_if_volume_tensor(mask, "edge_weight_map")
     target = target_device(mask, device)
     t = any_tensor(mask, target)
     if t.ndim == 0 or t.numel() == 0:

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from weightmaps._shared.arrays import is_torch_tensor
+from weightmaps._shared.arrays import ArrayOrTensor, is_torch_tensor
 from weightmaps._shared.checks import check_sigma, check_w0
 from weightmaps.kernels.balance import class_counts, paint_class_weights
 from weightmaps.kernels.border import BORDER_TOLERANCE, border_cutoff, explicit_class_weights
@@ -45,19 +45,19 @@ def _base_weights(
 
 
 def unet_weight_map(
-    instances: np.ndarray,
+    instances: ArrayOrTensor,
     *,
     w0: float = 10.0,
     sigma: float = 5.0,
     class_weights: Mapping[int, float] | str | None = None,
     spacing: float | Sequence[float] | None = None,
-    ignore_mask: np.ndarray | None = None,
-) -> np.ndarray:
+    ignore_mask: ArrayOrTensor | None = None,
+) -> ArrayOrTensor:
     """U-Net border weight map from instance labels.
 
     Parameters
     ----------
-    instances : ndarray of int
+    instances : ndarray or Tensor of int
         2-D or 3-D instance labels, 0 = background, ids need not be
         contiguous. Touching instances get no border weight between them
         (no background lies there); carve a gap first with
@@ -73,12 +73,12 @@ def unet_weight_map(
         foreground against background (ignored pixels not counted).
     spacing : float or sequence of float, optional
         Pixel size along each axis; distances and ``sigma`` are in its units.
-    ignore_mask : ndarray of bool, optional
+    ignore_mask : ndarray or Tensor of bool, optional
         Pixels that get weight 0.
 
     Returns
     -------
-    ndarray of float32
+    ndarray or Tensor of float32
         ``w_c + w0 * exp(-(d1 + d2)^2 / (2 sigma^2))`` on background pixels
         with at least two instances, ``w_c`` elsewhere, 0 on ignored pixels.
         Equal to the per-instance reference within ``1e-6 * w0``: the term

@@ -47,6 +47,7 @@ from weightmaps.kernels._torch_common import (
     label_tensor,
     slabs,
     target_device,
+    warn_if_volume_tensor,
 )
 from weightmaps.kernels.border import border_cutoff, explicit_class_weights
 from weightmaps.kernels.class_balance import class_weights
@@ -417,6 +418,7 @@ def unet_weight_map_torch(
     >>> w.dtype, float(w[0, 0]), round(float(w[0, 1]), 4)
     (torch.float32, 1.0, 10.2312)
     """
+    warn_if_volume_tensor(instances, "unet_weight_map")
     target = target_device(instances, device)
     labels = label_tensor(instances, target)
     ignore = None

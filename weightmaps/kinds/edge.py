@@ -18,7 +18,7 @@ from weightmaps._shared.checks import check_kernel_size
 from weightmaps.kinds.spec import MapContext, MapKind, Param, numbers_from_text
 from weightmaps.masktype import MaskTypeError
 
-__all__ = ["KIND"]
+__all__ = ["KIND", "suggested_edge_kernel", "window_advice"]
 
 
 def _check_alpha(value: float) -> None:
@@ -165,6 +165,98 @@ def _volume_refusal(settings: Any) -> str | None:
     return None
 
 
+def suggested_edge_kernel(diameter: float) -> int:
+    """The window ``k`` for objects of this diameter (pixels): about half of it.
+
+    The edge term reaches ``k // 2`` pixels into an object from its edge, so
+    ``k`` of half the diameter weights the outer half of its radius and leaves
+    its core at the base weight 1. An odd integer, at least 3. PraNet's
+    k = 31 fits objects of about 60 pixels across (its polyps at 352^2).
+
+    Examples
+    --------
+    >>> suggested_edge_kernel(20.0), suggested_edge_kernel(60.0), suggested_edge_kernel(2.0)
+    (11, 31, 3)
+    """
+    return max(3, 2 * round(diameter / 4) + 1)
+
+
+def _extent_advice(shape: Sequence[int], k: int) -> str | None:
+    """The window against the mask's extent: zero padding lies beyond every face."""
+    for axis, n in enumerate(shape):
+        if k > n / 2:
+            what = "slices" if len(shape) == 3 and axis == 0 else "pixels"
+            largest = max(3, n // 2 - (1 - n // 2 % 2))
+            return (
+                f"the edge window k = {k} spans more than half of the mask's {n} {what} "
+                f"along axis {axis}: with the zero padding beyond its faces, foreground "
+                f"within {k // 2} {what} of a face gets edge weight, so little or none "
+                f"stays at the base weight 1; try --edge-kernel {largest} or less"
+            )
+    return None
+
+
+def _object_advice(prepared: Any, weights: np.ndarray, k: int, alpha: float) -> str | None:
+    """The window against the objects: most of them edge weight through and through."""
+    from scipy import ndimage
+
+    from weightmaps.kernels.objects import object_diameters
+
+    foreground = prepared.classes == 1
+    if not foreground.any():
+        return None
+    # A pixel stays at weight 1 where its k-window holds foreground only (the
+    # zero padding outside the mask counts as background, as in the map): read
+    # off the map, where any other pixel differs from 1 by alpha / k^d or more.
+    core = foreground & (np.abs(weights - 1.0) < abs(alpha) / (2.0 * k**weights.ndim))
+    if prepared.mask_type == "instance":
+        # The mask's own ids (carved when asked), ignored pixels none: not
+        # prepared.instances, which would keep a copy after the maps freed it.
+        values = prepared.values
+        objects = values if prepared.ignore is None else np.where(prepared.ignore, 0, values)
+    else:
+        structure = ndimage.generate_binary_structure(foreground.ndim, foreground.ndim)
+        objects, _ = ndimage.label(foreground, structure=structure)
+    diameters, on_border = object_diameters(objects)
+    count = diameters.size
+    filled = count - np.count_nonzero(np.unique(objects[core]))
+    if 2 * filled <= count:
+        return None
+    median = float(np.median(diameters[~on_border] if (~on_border).any() else diameters))
+    return (
+        f"the edge window k = {k} covers {filled} of {count} objects whole (median "
+        f"diameter {median:.0f} px): none of their pixels stays at the base weight 1, "
+        f"the map weights whole objects, not their edges; try --edge-kernel "
+        f"{suggested_edge_kernel(median)}"
+    )
+
+
+def window_advice(prepared: Any, settings: Any, weights: Any = None) -> str | None:
+    """A warning when the edge window ``k`` is large against the mask, or None.
+
+    Two rules, in this order: ``k`` larger than half the mask along an axis
+    (a thin volume: the zero padding beyond its faces gives edge weight to
+    most of its foreground), and, for binary and instance masks with their
+    map in memory (``weights``, a numpy array), more than half of the objects
+    without a pixel at the base weight 1, i.e. no pixel whose k-window lies
+    inside the object. Not for maps made at ``edge_size`` (the training size
+    the window was chosen for) nor without an edge term (``alpha`` 0); beyond
+    the first rule, not for semantic masks or chunked volumes. Objects are the
+    instances of an instance mask (as ``weightmaps stats`` counts them), the
+    connected components of a binary one; the median diameter and the window
+    it suggests are those of :func:`weightmaps.stats.object_summary`.
+    """
+    if settings.edge_size is not None or settings.edge_alpha == 0:
+        return None
+    k = settings.edge_kernel
+    said = _extent_advice(prepared.classes.shape, k)
+    if said is not None or prepared.mask_type == "semantic":
+        return said
+    if not isinstance(weights, np.ndarray) or weights.shape != prepared.classes.shape:
+        return None
+    return _object_advice(prepared, weights, k, settings.edge_alpha)
+
+
 KIND = MapKind(
     name="edge",
     summary="F3Net/PraNet edge weights: 1 + alpha |box_k(m) - m|",
@@ -176,4 +268,5 @@ KIND = MapKind(
     on_cpu=lambda settings: settings.edge_size is not None,
     volume_refusal=_volume_refusal,
     halo=lambda settings, spacing, ndim: (settings.edge_kernel // 2,) * ndim,
+    advice=window_advice,
 )

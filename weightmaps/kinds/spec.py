@@ -170,6 +170,11 @@ class MapKind:
     check_settings : callable, optional
         ``settings -> None``: raises ``ValueError`` for values of its
         parameters that are each valid but not together.
+    advice : callable, optional
+        ``(prepared, settings, map) -> str | None``: a warning when these
+        settings made a poor map of this mask (an edge window larger than its
+        objects), said by ``generate``; ``map`` is the map made (a lazy array
+        for a chunked volume, not to be read).
     """
 
     name: str
@@ -188,6 +193,7 @@ class MapKind:
     volume_refusal: Callable[[Any], str | None] | None = None
     halo: Callable[[Any, Sequence[float] | None, int], tuple[int, ...]] | None = None
     check_settings: Callable[[Any], None] | None = None
+    advice: Callable[[Any, Any, Any], str | None] | None = None
 
 
 def jsonable(value: Any) -> Any:

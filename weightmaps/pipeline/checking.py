@@ -31,7 +31,7 @@ def check(
     masks_dir: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
     out_dir: str | os.PathLike[str],
     *,
-    kinds: Sequence[str] | None = None,
+    kinds: str | Sequence[str] | None = None,
     glob: Sequence[str] | str = (),
     channel: int | None = None,
     rgb_rule: str | None = None,

@@ -36,7 +36,7 @@ from weightmaps.io.writing import (
     tiff_compression,
 )
 from weightmaps.kernels.class_balance import ClassCounts
-from weightmaps.kinds import DEFAULT_KINDS
+from weightmaps.kinds import DEFAULT_KINDS, REGISTRY
 from weightmaps.pipeline.device import device_results, resolve_device
 from weightmaps.pipeline.discover import MaskFile, find_masks, masks_description, require_masks
 from weightmaps.pipeline.jobs import Failed, ReadOptions
@@ -76,7 +76,7 @@ def generate(
     masks_dir: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
     out_dir: str | os.PathLike[str],
     *,
-    kinds: Sequence[str] = DEFAULT_KINDS,
+    kinds: str | Sequence[str] = DEFAULT_KINDS,
     glob: Sequence[str] | str = (),
     channel: int | None = None,
     rgb_rule: str | None = None,
@@ -115,9 +115,10 @@ def generate(
     out_dir : path-like
         Where maps go; may equal ``masks_dir``. Not created when there is
         nothing to do.
-    kinds : sequence of {"unet", "edge", "balance", "sdf", "skeleton"}
+    kinds : str or sequence of {"unet", "edge", "balance", "sdf", "distance", "skeleton"}
         Maps to compute (default ``unet``, ``edge`` and ``balance``; see
-        :data:`weightmaps.kinds.DEFAULT_KINDS`).
+        :data:`weightmaps.kinds.DEFAULT_KINDS`). A string is one kind or
+        several, comma-separated, as ``--kinds`` takes them: ``"unet"``.
     glob : str or sequence of str
         Only masks matching a pattern (see :func:`find_masks`).
     channel, rgb_rule, max_pixels
@@ -415,12 +416,20 @@ def _execute(run: Run, report: GenerateReport, options: _RunOptions, found: list
                         continue
                     run.record(plan, result)
                     report.done.append(job.rel)
+                    # Each worker process compiles alone, at the same time as the others.
+                    report.compile_seconds += result.compile_seconds / workers
                     report.mask_types[result.mask_type] += 1
+                    _warn(report, job.rel, result.warnings, log)
                     read_as = result.mask_type
                     if result.threshold is not None:
                         report.thresholded[job.rel] = result.threshold
                         read_as += f" (noise thresholded: foreground > {result.threshold:g})"
-                    notes = f" ({'; '.join(result.notes)})" if result.notes else ""
+                    said = (
+                        *result.notes,
+                        *_spacing_notes(run, report, job.rel, result, log),
+                        *(f"{kind}: {text}" for kind, text in result.warnings.items()),
+                    )
+                    notes = f" ({'; '.join(said)})" if said else ""
                     wrote = f"{read_as}, wrote {', '.join(result.outputs)}{notes}"
                     log(logging.INFO, f"{printable(job.rel)}: {wrote}")
                     saver.maybe_save()
@@ -431,6 +440,53 @@ def _execute(run: Run, report: GenerateReport, options: _RunOptions, found: list
         raise GenerateInterrupted(report) from None
     finally:
         saver.save()
+
+
+def _warn(report: GenerateReport, rel: str, warnings: dict[str, str], log: LogFunction) -> None:
+    """A kind's warning said once, as it first comes; the summary counts the masks."""
+    for kind, text in warnings.items():
+        said = report.warnings.setdefault(kind, {})
+        if not said:
+            log(
+                logging.WARNING,
+                f"warning: {kind} maps of {printable(rel)}: {text} "
+                "(said once; the summary counts the masks, -v names each)",
+            )
+        said[rel] = text
+
+
+def _spacing_text(spacing: Sequence[float]) -> str:
+    return " x ".join(f"{s:g}" for s in spacing)
+
+
+def _spacing_notes(
+    run: Run, report: GenerateReport, rel: str, result: Any, log: LogFunction
+) -> tuple[str, ...]:
+    """What the distances of a mask were computed in, for its ``-v`` line.
+
+    ``--spacing auto`` on a file that records no pixel size falls back to
+    pixels: said once as a warning, counted in the summary.
+    """
+    if not any(k in REGISTRY and "spacing" in REGISTRY[k].uses for k in run.kinds):
+        return ()  # no distances among these maps
+    given, used, in_file = run.settings.spacing, result.spacing, result.file_spacing
+    if given == "auto" and used is None:
+        if not report.pixel_units:
+            log(
+                logging.WARNING,
+                f"{printable(rel)}: its file records no spacing; --spacing auto computes "
+                "its distances in pixels (said once; the summary counts them)",
+            )
+        report.pixel_units.append(rel)
+        return ("no spacing in the file: distances in pixels",)
+    if given == "auto":
+        return (f"spacing {_spacing_text(used)} from the file",)
+    if given is None and in_file is not None:
+        return (
+            f"distances in pixels; the file's spacing {_spacing_text(in_file)} is used "
+            "with --spacing auto",
+        )
+    return ()
 
 
 def _counts_missing(run: Run, plans: list[Plan]) -> bool:

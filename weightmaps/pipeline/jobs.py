@@ -112,10 +112,15 @@ class Counted:
 class Written:
     """A mask whose maps are written: what its manifest record holds.
 
+    ``spacing`` is the pixel size the distances used (None: pixel units),
+    ``file_spacing`` the one the file records (None: it records none).
     ``outputs`` maps each output kind to its file's record (path, bytes,
     digest, shape, dtype, min, max, mean); ``notes`` are said with ``-v``
     (chunks resumed, chunks missing from the source); ``threshold``, where a
-    binary mask with noise (a JPEG) was cut into foreground.
+    binary mask with noise (a JPEG) was cut into foreground;
+    ``compile_seconds`` is the time the job spent compiling kernels (a
+    machine's first run); ``warnings`` by kind, settings that made a poor map
+    of this mask (:func:`weightmaps.recipe.map_advice`).
     """
 
     mask_type: str
@@ -126,6 +131,9 @@ class Written:
     outputs: dict[str, dict[str, Any]]
     notes: tuple[str, ...] = ()
     threshold: float | None = None
+    compile_seconds: float = 0.0
+    file_spacing: list[float] | None = None
+    warnings: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -7,7 +7,9 @@ The manifest is plain JSON (never pickle), written atomically. It holds
 - ``dataset``: summed class counts and weights when balance maps were made
   with dataset scope;
 - ``masks``: per mask (path relative to MASKS) its size, SHA-256, type,
-  shape, dtype and spacing, the class counts it contributes, and per output
+  shape, dtype, ``spacing`` (the pixel size its distances used; null: pixel
+  units) and ``file_spacing`` (the one its file records, when it records
+  one), the class counts it contributes, and per output
   kind the map's path (relative to OUT), parameter digest, file size, the
   map's min, max and mean, and for a TIFF map the SHA-256 of the bytes
   written (``"sha256"``; absent for zarr maps and in manifests written before
@@ -435,6 +437,7 @@ _RECORD = _fields(
         "shape": _list_of(_count),
         "dtype": _string,
         "spacing": _optional(_NUMBERS),
+        "file_spacing": _optional(_NUMBERS),
         "outputs": _object_of(_choice(*OUTPUT_KINDS), _OUTPUT),
         "count_cache": _count_cache,
         "threshold": _number,

@@ -127,7 +127,11 @@ def _compute_and_write(job: Job) -> Written | Failed:
 
 
 def _joined(first: Written, then: Written) -> Written:
-    return dataclasses.replace(first, outputs={**first.outputs, **then.outputs})
+    return dataclasses.replace(
+        first,
+        outputs={**first.outputs, **then.outputs},
+        warnings={**first.warnings, **then.warnings},
+    )
 
 
 def prepare_mask_job(job: Job) -> Prepared | Failed:
@@ -156,6 +160,8 @@ def write_outputs(job: Job, source: Source, result: MaskMaps) -> Written | Faile
     arrays = dict(result.maps)
     if result.target is not None and "target" in job.kinds:
         arrays["target"] = result.target
+    # The maps lie on the mask's grid: their files carry its pixel size (the
+    # one given, else the file's) whatever the distances were computed in.
     recorded_spacing = source.spacing or source.file_spacing
     outputs: dict[str, dict] = {}
     for kind, array in arrays.items():
@@ -200,8 +206,10 @@ def write_outputs(job: Job, source: Source, result: MaskMaps) -> Written | Faile
         mask_type=result.mask_type,
         shape=list(source.shape),
         dtype=source.dtype,
-        spacing=None if recorded_spacing is None else list(recorded_spacing),
+        spacing=None if source.spacing is None else list(source.spacing),
+        file_spacing=None if source.file_spacing is None else list(source.file_spacing),
         counts=None if result.counts is None else result.counts.to_dict(),
         outputs=outputs,
         threshold=source.threshold,
+        warnings=dict(result.warnings),
     )

@@ -29,7 +29,7 @@ from weightmaps.io.volumes import (
 )
 from weightmaps.io.writing import DEFAULT_COMPRESSION
 from weightmaps.kernels.class_balance import ClassCounts, class_weights
-from weightmaps.kinds import KINDS
+from weightmaps.kinds import KINDS, kind_names
 from weightmaps.kinds.spec import jsonable
 from weightmaps.pipeline.discover import MaskFile
 from weightmaps.pipeline.jobs import Job, ReadOptions, Written
@@ -233,6 +233,8 @@ class Run:
         }
         if result.threshold is not None:
             record["threshold"] = result.threshold  # noise cut away: said, not hidden
+        if result.file_spacing is not None:
+            record["file_spacing"] = result.file_spacing
         if result.counts is not None:
             record["count_cache"] = {
                 "sha256": plan.sha256,
@@ -271,8 +273,8 @@ def make_out_dir(out_dir: Path) -> None:
         raise PipelineError(f"cannot write to {out_dir}: permission denied")
 
 
-def check_kinds(kinds: Iterable[str]) -> tuple[str, ...]:
-    kinds = tuple(dict.fromkeys(kinds))
+def check_kinds(kinds: str | Iterable[str]) -> tuple[str, ...]:
+    kinds = tuple(dict.fromkeys(kind_names(kinds)))
     bad = [k for k in kinds if k not in KINDS]
     if bad or not kinds:
         raise ValueError(f"kinds must be a non-empty selection of {', '.join(KINDS)}; got {kinds}")

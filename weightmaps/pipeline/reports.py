@@ -80,6 +80,15 @@ class GenerateReport:
         Dataset-scope balance: summed counts and the class weights used.
     device_seconds : float
         Wall time spent computing batches on the torch device (device path).
+    compile_seconds : float
+        Wall time the workers spent compiling kernels, about: a machine's
+        first run compiles them (they are cached on disk for the next).
+    pixel_units : list of str
+        Masks whose distances ``spacing="auto"`` computed in pixels: their
+        files record no pixel size.
+    warnings : dict
+        Map kind -> {mask path: why its settings made a poor map of it}
+        (an edge window larger than the objects); the maps were written.
     """
 
     masks_dir: str
@@ -95,6 +104,9 @@ class GenerateReport:
     elapsed: float = 0.0
     stopped_early: bool = False
     device_seconds: float = 0.0
+    compile_seconds: float = 0.0
+    pixel_units: list[str] = dataclasses.field(default_factory=list)
+    warnings: dict[str, dict[str, str]] = dataclasses.field(default_factory=dict)
 
     @property
     def exit_code(self) -> int:
@@ -106,6 +118,28 @@ class GenerateReport:
         """Masks computed per second of wall time."""
         return len(self.done) / self.elapsed if self.elapsed > 0 else 0.0
 
+    def timing(self) -> str:
+        """How long the run took, and its pace where there is one.
+
+        A pace of masks per second, or seconds per mask below one a second
+        (a volume); none when nothing was computed. Compiling the kernels on a
+        machine's first run is told apart, the pace measured without it.
+        """
+        text = f"in {self.elapsed:.1f} s"
+        count = len(self.done)
+        if count == 0:
+            return text
+        working = self.elapsed
+        # Said from a second on: below, it changes no figure worth a line.
+        if self.compile_seconds >= 1.0:
+            text += f", about {self.compile_seconds:.1f} s of it compiling kernels (first run)"
+            working = max(self.elapsed - self.compile_seconds, 0.0)
+        if working <= 0:
+            return text
+        if count >= working:
+            return f"{text} ({count / working:.1f} masks/s)"
+        return f"{text} ({working / count:.1f} s per mask)"
+
     def summary(self, *, failures: bool = True) -> str:
         """A few lines for a person: counts, failures with reasons, time.
 
@@ -115,8 +149,7 @@ class GenerateReport:
         verb = "would compute" if self.dry_run else "done"
         lines = [
             f"{verb} {len(self.done)}, skipped {len(self.skipped)} (current), "
-            f"failed {len(self.failed)}"
-            + ("" if self.dry_run else f" in {self.elapsed:.1f} s ({self.throughput:.1f} masks/s)")
+            f"failed {len(self.failed)}" + ("" if self.dry_run else f" {self.timing()}")
         ]
         shown = list(self.failed.items())[:20] if failures else []
         for rel, reason in shown:
@@ -134,6 +167,17 @@ class GenerateReport:
         if len(self.mask_types) > 1:
             found = ", ".join(f"{n} {t}" for t, n in sorted(self.mask_types.items()))
             lines.append(f"  note: mask types differ ({found}); name one with --mask-type")
+        for kind, said in self.warnings.items():
+            first, n = next(iter(said.items())), len(said)
+            which = f"{n} masks, e.g. {printable(first[0])}" if n > 1 else printable(first[0])
+            lines.append(f"  warning: {kind} maps of {which}: {first[1]}")
+        if self.pixel_units:
+            first, n = printable(self.pixel_units[0]), len(self.pixel_units)
+            which = f"{n} masks (e.g. {first}) record" if n > 1 else f"1 mask ({first}) records"
+            lines.append(
+                f"  note: {which} no spacing in the file: --spacing auto computed "
+                "their distances in pixels"
+            )
         if self.stopped_early:
             lines.append("  stopped at the first failure (--fail-fast)")
         if not self.dry_run:

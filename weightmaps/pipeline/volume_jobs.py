@@ -31,12 +31,21 @@ from weightmaps.pipeline.jobs import (
 )
 from weightmaps.pipeline.mask_jobs import dataset_counts, map_kinds
 from weightmaps.prepare import prepare_volume
-from weightmaps.recipe import compute_volume_maps, volume_refusal
+from weightmaps.recipe import compute_volume_maps, map_advice, volume_refusal
 
 __all__ = ["compute_volume_job", "count_volume_job"]
 
 # A volume's own problems, decoding its data included (VolumeReadError is a ValueError).
 _VOLUME_ERRORS = (ValueError, TypeError, MemoryError, OSError, KeyError)
+
+
+def _missing_extra(exc: ImportError) -> Failed:
+    """A volume met without the ``[dask]`` extra: one line naming it, not a traceback."""
+    missing = exc.name or "dask"
+    return Failed(
+        f"chunked volumes need the dask extra ({missing} is not installed): "
+        "pip install 'weightmaps[dask]'"
+    )
 
 
 def _scheduler(job: Job) -> Any:
@@ -55,6 +64,8 @@ def count_volume_job(job: Job) -> Counted | Failed:
         with _scheduler(job):
             volume, _, _ = open_volume(job.path, job.volume_limits, job.chunks)
             prepared = prepare_volume(volume, job.settings)
+    except ImportError as exc:
+        return _missing_extra(exc)
     except _VOLUME_ERRORS as exc:
         return Failed(reason(exc))
     return Counted(mask_type=prepared.mask_type, counts=prepared.class_counts().to_dict())
@@ -69,6 +80,8 @@ def compute_volume_job(job: Job) -> Written | Failed:
         os_error = exc.__cause__
         text = f"cannot write {exc.rel_out}: {getattr(os_error, 'strerror', None) or os_error}"
         return Failed(text, fatal=getattr(os_error, "errno", None) in FATAL_WRITE_ERRORS)
+    except ImportError as exc:
+        return _missing_extra(exc)
     except _VOLUME_ERRORS as exc:
         return Failed(reason(exc))
 
@@ -109,7 +122,6 @@ def _compute(job: Job) -> Written:
         for kind in maps
     }
     outputs, kept = write_volume_maps(job.out_root, job.rel, maps, attributes)
-    recorded = spacing or file_spacing
     total = sum(math.prod(array.numblocks) for array in maps.values())
     notes = (f"resumed: {kept} of {total} chunks kept" if kept else None, missing)
     counts = prepared.class_counts()
@@ -117,8 +129,10 @@ def _compute(job: Job) -> Written:
         mask_type=prepared.mask_type,
         shape=list(volume.shape),
         dtype=str(volume.dtype),
-        spacing=None if recorded is None else list(recorded),
+        spacing=None if spacing is None else list(spacing),
+        file_spacing=None if file_spacing is None else list(file_spacing),
         counts=counts.to_dict(),
         outputs=outputs,
         notes=tuple(note for note in notes if note),
+        warnings=map_advice(prepared, settings, maps),
     )

@@ -9,6 +9,8 @@ its own job (:mod:`~weightmaps.pipeline.mask_jobs`,
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import multiprocessing
 import os
 import sys
@@ -25,6 +27,7 @@ from weightmaps.pipeline.reports import PipelineError
 
 __all__ = [
     "LocalWorkers",
+    "compile_timer",
     "compute_job",
     "count_job",
     "default_workers",
@@ -43,13 +46,40 @@ def count_job(job: Job) -> Counted | Failed:
     return count_mask_job(job)
 
 
-def compute_job(job: Job) -> Written | Failed:
-    """Worker: a mask's maps, computed and written."""
-    if job.chunked:
-        from weightmaps.pipeline.volume_jobs import compute_volume_job
+@contextlib.contextmanager
+def compile_timer() -> Iterator[list[float]]:
+    """``[seconds]`` numba spent compiling kernels within the block.
 
-        return compute_volume_job(job)
-    return compute_mask_job(job)
+    Compiled kernels are cached on disk: a machine's first run compiles them
+    (seconds, in every worker process), later runs load them. Only real
+    compilation counts, not loading from the cache.
+    """
+    spent = [0.0]
+    try:
+        from numba.core import event
+    except ImportError:  # pragma: no cover - numba is a dependency
+        yield spent
+        return
+
+    def add(seconds: float) -> None:
+        spent[0] += seconds
+
+    with event.install_timer("numba:compile", add):
+        yield spent
+
+
+def compute_job(job: Job) -> Written | Failed:
+    """Worker: a mask's maps, computed and written (with the seconds spent compiling)."""
+    with compile_timer() as spent:
+        if job.chunked:
+            from weightmaps.pipeline.volume_jobs import compute_volume_job
+
+            result = compute_volume_job(job)
+        else:
+            result = compute_mask_job(job)
+    if isinstance(result, Written) and spent[0]:
+        result = dataclasses.replace(result, compile_seconds=spent[0])
+    return result
 
 
 def prepare_job(job: Job) -> Prepared | Written | Failed:
