@@ -576,3 +576,21 @@ def test_example_runs(script, tmp_path):
     assert result.returncode == 0, result.stderr
     assert "mean loss of the first 3 steps" in result.stdout
     assert (tmp_path / "weightmaps.json").is_file()
+
+
+def test_jpeg_mask_target_is_cut_where_generate_cut_it(tmp_path):
+    """A 0/1 mask saved as JPEG holds 0..2: generate cuts it at half its top level
+    (recorded as the manifest's threshold), not at half its maximum, and so must
+    the Dataset's target."""
+    masks, out = tmp_path / "masks", tmp_path / "out"
+    masks.mkdir()
+    yy, xx = np.mgrid[:96, :96]
+    disk = ((yy - 48) ** 2 + (xx - 44) ** 2 < 30**2).astype(np.uint8)
+    Image.fromarray(disk).save(masks / "polyp.jpg", quality=75)
+    raw = np.asarray(Image.open(masks / "polyp.jpg"))
+    weightmaps.generate(masks, out, kinds=("edge",), workers=1, progress=False)
+    record = json.loads((out / "weightmaps.json").read_text())["masks"]["polyp.jpg"]
+    threshold = record["threshold"]
+    assert (raw > threshold).sum() != (raw > raw.max() / 2).sum()  # the two cuts differ here
+    item = WeightMapDataset(masks, out, kinds=("edge",))[0]
+    np.testing.assert_array_equal(item["mask"].numpy(), (raw > threshold).astype(np.int64))

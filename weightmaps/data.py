@@ -66,6 +66,7 @@ class _Item:
     image: str | None
     mask_type: str | None
     written: dict[str, _Written] = dataclasses.field(default_factory=dict)  # when verifying
+    threshold: float | None = None  # where generate cut a noisy (JPEG) mask
 
 
 class WeightMapDataset(Dataset):
@@ -300,7 +301,11 @@ class WeightMapDataset(Dataset):
         image = self._find_image(rel) if self.images_dir is not None else None
         if self.images_dir is not None and image is None:
             raise FileNotFoundError(f"no image for mask {rel} under {self.images_dir}")
-        return _Item(rel, str(path), maps, image, (record or {}).get("mask_type"), written)
+        record = record or {}
+        threshold = record.get("threshold")
+        if not isinstance(threshold, (int, float)) or isinstance(threshold, bool):
+            threshold = None
+        return _Item(rel, str(path), maps, image, record.get("mask_type"), written, threshold)
 
     def _find_image(self, rel: str) -> str | None:
         assert self.images_dir is not None
@@ -380,7 +385,11 @@ class WeightMapDataset(Dataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         item = self._items[index]
         raw = self._raw_labels(item)
-        labels = raw if self.mask_values == "raw" else self._as_classes(raw, item.mask_type)
+        labels = (
+            raw
+            if self.mask_values == "raw"
+            else self._as_classes(raw, item.mask_type, item.threshold)
+        )
         maps = {kind: _map_array(self._read_map(item, kind), kind) for kind in self.kinds}
         image = (
             None if item.image is None else _read_image(item.image, labels.ndim, self.max_pixels)
@@ -436,7 +445,9 @@ class WeightMapDataset(Dataset):
             return self._read_map(item, "target")
         return read_mask(item.mask, max_pixels=self.max_pixels)
 
-    def _as_classes(self, labels: np.ndarray, mask_type: str | None) -> np.ndarray:
+    def _as_classes(
+        self, labels: np.ndarray, mask_type: str | None, threshold: float | None = None
+    ) -> np.ndarray:
         ignore_value = self.manifest_settings.get("ignore_value")
         ignore = None if ignore_value is None else labels == ignore_value
         if mask_type is None:  # no manifest record: decide as generate's auto rule does
@@ -448,8 +459,10 @@ class WeightMapDataset(Dataset):
         if mask_type in ("binary", "instance"):
             valid = labels if ignore is None else labels[~ignore]
             top = float(valid.max()) if valid.size else 0.0
-            # Binary masks are thresholded at half their maximum, as generate does.
-            foreground = labels > top / 2 if mask_type == "binary" else labels != 0
+            # Binary masks are cut where generate cut them: at the threshold it
+            # recorded (a JPEG's noise), else at half their maximum.
+            cut = top / 2 if threshold is None else threshold
+            foreground = labels > cut if mask_type == "binary" else labels != 0
             dtype = labels.dtype if labels.dtype.kind in "iu" else np.dtype(np.uint8)
             classes = foreground.astype(_holding(dtype, self.ignore_index if ignored else 0))
         else:
