@@ -150,7 +150,7 @@ def test_ctrl_c_under_local_cluster_prints_no_worker_tracebacks(busy_masks, tmp_
     os.killpg(proc.pid, signal.SIGINT)  # as a terminal's Ctrl-C: the whole group
     stdout, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 130, stderr
-    assert "Traceback" not in stderr + stdout
+    assert "Traceback" not in stderr + stdout, stderr + stdout
     assert "KeyboardInterrupt" not in stderr + stdout
 
 

@@ -106,6 +106,10 @@ class DaskWorkers:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
+        if isinstance(exc_info[1], KeyboardInterrupt) and self._cluster is not None:
+            # Closing a local cluster with tasks in flight makes distributed log
+            # the cancelled comms with tracebacks; the run has said it stopped.
+            logging.getLogger("distributed").setLevel(logging.CRITICAL)
         if self._own_client and self.client is not None:
             self.client.close()
         if self._cluster is not None:
