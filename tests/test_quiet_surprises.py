@@ -210,6 +210,24 @@ def test_compiling_is_told_apart_from_the_rate():
     assert _report(40, 0, 2.0, 0.5).summary().splitlines()[0].endswith("(20.0 masks/s)")
 
 
+def test_a_warning_interrupted_while_said_is_still_counted():
+    """SIGTERM inside the warning's log line (seen in a killed run): the mask is
+    recorded first, and the summary never meets a kind with no mask."""
+    from weightmaps.pipeline.generation import _warn
+
+    report = _report(1, 0, 1.0)
+
+    def log(level, text):
+        raise KeyboardInterrupt  # the signal lands while the line is written
+
+    with pytest.raises(KeyboardInterrupt):
+        _warn(report, "a.png", {"edge": "window too large"}, log)
+    assert report.warnings == {"edge": {"a.png": "window too large"}}
+    assert "warning: edge maps of a.png: window too large" in report.summary()
+    report.warnings["unet"] = {}  # as an older report could hold
+    report.summary()
+
+
 def test_compile_timer_counts_compilation_not_running():
     import numba
 

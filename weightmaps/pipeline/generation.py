@@ -446,13 +446,16 @@ def _warn(report: GenerateReport, rel: str, warnings: dict[str, str], log: LogFu
     """A kind's warning said once, as it first comes; the summary counts the masks."""
     for kind, text in warnings.items():
         said = report.warnings.setdefault(kind, {})
-        if not said:
+        first = not said
+        # Recorded before it is said: a signal during the log line (SIGTERM, Ctrl-C)
+        # must not leave the summary a kind with no mask.
+        said[rel] = text
+        if first:
             log(
                 logging.WARNING,
                 f"warning: {kind} maps of {printable(rel)}: {text} "
                 "(said once; the summary counts the masks, -v names each)",
             )
-        said[rel] = text
 
 
 def _spacing_text(spacing: Sequence[float]) -> str:

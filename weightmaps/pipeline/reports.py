@@ -168,6 +168,8 @@ class GenerateReport:
             found = ", ".join(f"{n} {t}" for t, n in sorted(self.mask_types.items()))
             lines.append(f"  note: mask types differ ({found}); name one with --mask-type")
         for kind, said in self.warnings.items():
+            if not said:
+                continue
             first, n = next(iter(said.items())), len(said)
             which = f"{n} masks, e.g. {printable(first[0])}" if n > 1 else printable(first[0])
             lines.append(f"  warning: {kind} maps of {which}: {first[1]}")
