@@ -71,14 +71,17 @@ def make_transform(size: int = 128, map_keys: tuple[str, ...] = ("weight",)) -> 
     return transform
 
 
-def class_spread(mask: np.ndarray, balance: np.ndarray) -> list[float]:
-    """Range of the balance map over the pixels two pixels inside each class.
+def off_weight_share(mask: np.ndarray, balance: np.ndarray) -> float:
+    """Share of the pixels two pixels inside a class where the balance map is not
+    that class's weight; the largest over the classes.
 
-    There the linearly resampled map is exactly that class's weight (0) when
-    the map moved with the mask; a map left behind or moved otherwise
-    spreads over both classes' weights.
+    When the map moved with the mask, the linearly resampled map keeps each
+    class's weight there, save for a few pixels: a one-pixel gap between
+    touching objects can vanish from the mask (nearest neighbour) while the
+    map keeps a trace of it, so the share is near 0, not 0. A map left behind
+    or moved otherwise misses on a large share.
     """
-    spread = []
+    shares = [0.0]
     for value in np.unique(mask):
         inside = cv2.erode(
             (mask == value).astype(np.uint8),
@@ -86,9 +89,13 @@ def class_spread(mask: np.ndarray, balance: np.ndarray) -> list[float]:
             borderType=cv2.BORDER_CONSTANT,
             borderValue=0,
         )
-        if inside.any():
-            spread.append(float(np.ptp(balance[inside > 0])))
-    return spread
+        values = balance[inside > 0]
+        if values.size == 0:
+            continue
+        weights, counts = np.unique(values, return_counts=True)
+        off = np.count_nonzero(np.abs(values - weights[counts.argmax()]) > 1e-4)
+        shares.append(off / values.size)
+    return max(shares)
 
 
 def main() -> None:
@@ -112,15 +119,14 @@ def main() -> None:
     for index in range(args.items):
         item = dataset[index % len(dataset)]
         mask, balance = item["mask"].numpy(), item["weights"]["balance"].numpy()
-        spread = class_spread(mask, balance)
-        seen.append(np.array(spread or [0.0]))
+        share = off_weight_share(mask, balance)
+        seen.append(share)
         print(
             f"{item['path']}: image {tuple(item['image'].shape)}, mask {tuple(mask.shape)}, "
             f"unet max {float(item['weights']['unet'].max()):.2f}, "
-            f"balance spread inside each class {max(spread):.2e}"
+            f"balance off its class's weight on {share:.2%} of the pixels inside a class"
         )
-    worst = max(float(s.max()) for s in seen)
-    print(f"largest spread of the balance map inside a class: {worst:.2e} (aligned: ~0)")
+    print(f"largest share off the class weight: {max(seen):.2%} (aligned: under 1%)")
 
 
 if __name__ == "__main__":

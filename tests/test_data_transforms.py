@@ -4,6 +4,7 @@ the albumentations 2.x example, run against the library itself."""
 from __future__ import annotations
 
 import importlib.util
+import re
 import shutil
 import subprocess
 import sys
@@ -153,7 +154,9 @@ def test_albumentations_example_keeps_image_mask_and_maps_aligned(nuclei):
         assert mask.shape == balance.shape == item["weights"]["unet"].shape == (128, 128)
         assert item["image"].shape == (1, 128, 128)
         assert set(np.unique(mask)) <= {0, 1}
-        assert max(example.class_spread(mask, balance)) < 1e-5
+        # Near 0, not 0: a one-pixel gap between touching nuclei can vanish from the
+        # mask (nearest) while the map keeps a trace of it (seen: at most 0.4 %).
+        assert example.off_weight_share(mask, balance) < 0.02
         values.update(np.unique(balance).tolist())
     # Resampled linearly: values between the two class weights appear at class edges;
     # nearest resampling would give the two weights (and the fill) only.
@@ -166,8 +169,8 @@ def test_a_map_left_unaligned_shows_in_the_example_check(nuclei):
     masks, _, out = nuclei
     item = WeightMapDataset(masks, out, kinds=("unet", "balance"))[0]
     mask, balance = item["mask"].numpy(), item["weights"]["balance"].numpy()
-    assert max(example.class_spread(mask, balance)) == 0
-    assert max(example.class_spread(mask, np.roll(balance, 7, axis=1))) > 1
+    assert example.off_weight_share(mask, balance) == 0
+    assert example.off_weight_share(mask, np.roll(balance, 7, axis=1)) > 0.1
 
 
 def test_albumentations_example_runs(tmp_path):
@@ -179,7 +182,9 @@ def test_albumentations_example_runs(tmp_path):
         timeout=300,
     )
     assert result.returncode == 0, result.stderr
-    assert "largest spread of the balance map inside a class: 0.00e+00" in result.stdout
+    share = re.search(r"largest share off the class weight: ([0-9.]+)%", result.stdout)
+    assert share is not None, result.stdout
+    assert float(share.group(1)) < 2.0
 
 
 def test_file_dicts_are_the_pairing_as_monai_lists_it(nuclei, tmp_path):
