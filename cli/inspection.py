@@ -25,29 +25,30 @@ __all__ = ["preview", "stats"]
 
 
 @click.command()
-@click.argument("masks", type=click.Path(exists=True, path_type=Path))
+@click.argument("masks", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option(
     "--mask-type",
     type=click.Choice(MASK_TYPES),
     default="auto",
     show_default=True,
-    help="How to read label values (auto: see the README's rule).",
+    help="How to read label values (auto: the rule in docs/reference/mask-types.md).",
 )
 @click.option("--ignore-value", type=int, help="Label of unlabelled pixels.")
 @click.option("--connectivity", type=int, help="Connectivity of connected components.")
 @apply(READ_OPTIONS)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (with per-mask figures).")
 @usage_errors
-def stats(masks: Path, as_json: bool, **params: Any) -> None:
+def stats(masks: tuple[Path, ...], as_json: bool, **params: Any) -> None:
     """Class frequencies, instance counts, touching pairs and balance weights of MASKS.
 
-    MASKS holds mask files and zarr folders (a zarr array or OME-Zarr image, read
-    whole: the [dask] extra).
+    MASKS is a folder, a mask file or several of them; a folder holds mask files and
+    zarr folders (a zarr array or OME-Zarr image, read whole: the [dask] extra).
     """
     from weightmaps.pipeline import survey
     from weightmaps.stats import summarize_stats
 
-    per_mask, failed = survey(masks, progress=False if as_json else None, **params)
+    found = masks[0] if len(masks) == 1 else masks
+    per_mask, failed = survey(found, progress=False if as_json else None, **params)
     summary = summarize_stats(list(per_mask.values()))
     if as_json:
         summary["per_mask"] = {

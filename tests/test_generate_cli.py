@@ -679,3 +679,9 @@ def test_stats_on_a_jpeg_file_and_nothing_found(tmp_path):
     assert stats["mask_types"] == {"binary": 1} and sorted(stats["classes"]) == ["0", "1"]
     result = cli("stats", masks, "--glob", "*.png")
     assert result.exit_code == 3 and result.stderr.startswith("error: no mask under")
+    # Several files, as generate takes them.
+    Image.fromarray(_disc()).save(masks / "other.png")
+    result = cli("stats", masks / "polyp.jpg", masks / "other.png", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["mask_types"] == {"binary": 2}
+    assert sorted(json.loads(result.stdout)["per_mask"]) == ["other.png", "polyp.jpg"]
