@@ -236,3 +236,24 @@ def test_zarr_without_the_dask_extra_is_one_line(tmp_path, zarr_masks, monkeypat
     shown = cli("preview", masks / "vol.zarr", "-o", tmp_path / "p.png")
     assert shown.exit_code == 1 and "[dask] extra" in shown.stderr
     assert "Traceback" not in shown.output
+
+
+def test_auto_spacing_is_shown_as_the_mask_used_it(tmp_path):
+    """--spacing auto: the parameter line shows the pixel size the distances used
+    (from the file, or pixels where it records none), not the word auto."""
+    from weightmaps.pipeline.surveying import find_maps
+
+    volume = SAMPLE_MASKS / "volume" / "nuclei3d_00.tif"  # records 2 x 0.5 x 0.5 um
+    flat = tmp_path / "flat.tif"
+    flat_labels = random_instances((64, 64), 6, radius=(4, 7), seed=1).astype(np.uint16)
+    Image.fromarray(flat_labels).save(flat)  # no pixel size in the file
+    out = tmp_path / "out"
+    report = weightmaps.generate(
+        [volume, flat], out, kinds=("unet", "edge"), spacing="auto", workers=1, progress=False
+    )
+    assert report.exit_code == 0, report.summary()
+    found = find_maps(volume, out)
+    assert found.params["unet"]["spacing"] == [2.0, 0.5, 0.5]
+    assert panel_details({"unet": 0}, found.params)["unet"] == "w0=10 sigma=5 spacing=2x0.5x0.5"
+    assert "spacing" not in found.params["edge"]  # the edge map has no distances
+    assert find_maps(flat, out).params["unet"]["spacing"] == "pixels"

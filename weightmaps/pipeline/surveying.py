@@ -157,6 +157,7 @@ def find_maps(
                     for kind in kinds
                     if outputs[kind].get("params") in manifest.parameter_sets
                 }
+                _resolve_auto_spacing(params, record)
                 # Every output of a mask is read the same way; any one's set says how.
                 read = next(
                     ({k: p[k] for k in _READ_KEYS if k in p} for p in params.values()), {}
@@ -173,6 +174,14 @@ def find_maps(
         if len(candidates) == 1:
             found[kind] = candidates[0]
     return FoundMaps(found, last_run, {}, by_content=False)
+
+
+def _resolve_auto_spacing(params: dict[str, dict[str, Any]], record: dict[str, Any]) -> None:
+    """``spacing: "auto"`` in a parameter set becomes what this mask's distances used."""
+    used = record.get("spacing")
+    for kind_params in params.values():
+        if kind_params.get("spacing") == "auto":
+            kind_params["spacing"] = "pixels" if used is None else used
 
 
 def maps_of(
