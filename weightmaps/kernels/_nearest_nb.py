@@ -262,7 +262,11 @@ def _merge_pairs(t1, m1, t2, m2, v1, l1, v2, l2):
     )
 
 
-@nb.njit(cache=True, inline="always", error_model="numpy")
+# _merge_line, _merge_two_lines and _search_row are compiled on their own, not
+# inlined (inline="always") into each pass: a fresh install's first 3-D mask
+# compiled in 12.5 s instead of 19 s, the first 2-D one in 9 s instead of 11 s,
+# and bench_edt's figures stayed within their run-to-run spread.
+@nb.njit(cache=True, error_model="numpy")
 def _merge_line(av1, al1, av2, al2, w, iv1, il1, iv2, il2, a, j, c0, off, next_off, limit):
     """Merge line ``j`` (its pairs plus ``off``) into the row's pairs.
 
@@ -292,7 +296,7 @@ def _merge_line(av1, al1, av2, al2, w, iv1, il1, iv2, il2, a, j, c0, off, next_o
     return active
 
 
-@nb.njit(cache=True, inline="always", error_model="numpy")
+@nb.njit(cache=True, error_model="numpy")
 def _merge_two_lines(
     av1, al1, av2, al2, w, iv1, il1, iv2, il2, a, lo, hi, c0, off, next_off, limit
 ):
@@ -350,7 +354,7 @@ def _still_active(av1, av2, w, next_off, limit):
     return active
 
 
-@nb.njit(cache=True, inline="always", error_model="numpy")
+@nb.njit(cache=True, error_model="numpy")
 def _search_row(
     av1, al1, av2, al2, w, iv1, il1, iv2, il2, a, i, c0, sites, active, step2, cutoff, scalars
 ):
