@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pytest
@@ -27,6 +29,28 @@ ALL_MASKS = [
 def masks(tmp_path: Path) -> Path:
     """A private copy of sample_data/masks."""
     return Path(shutil.copytree(SAMPLE_MASKS, tmp_path / "masks"))
+
+
+def load_script(path: Path) -> ModuleType:
+    """A script (an example) imported as a module, without running its main."""
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def sample_zarr_volume(masks_dir: Path) -> Path:
+    """The sample nuclei volume stored as ``masks_dir/vol.zarr`` (8x48x48 chunks)."""
+    import tifffile
+    import zarr
+
+    labels = tifffile.imread(SAMPLE_MASKS / "volume" / "nuclei3d_00.tif")
+    path = masks_dir / "vol.zarr"
+    stored = zarr.create_array(
+        store=str(path), shape=labels.shape, chunks=(8, 48, 48), dtype=labels.dtype
+    )
+    stored[:] = labels
+    return path
 
 
 @pytest.fixture

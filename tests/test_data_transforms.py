@@ -3,7 +3,6 @@ the albumentations 2.x example, run against the library itself."""
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import shutil
 import subprocess
@@ -13,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import load_script
 from PIL import Image
 
 import weightmaps
@@ -117,10 +117,7 @@ def test_a_transform_that_leaves_a_map_behind_is_refused(nuclei):
 
 
 def load_example():
-    spec = importlib.util.spec_from_file_location("albumentations_pipeline", EXAMPLE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(EXAMPLE)
 
 
 def test_albumentations_without_additional_targets_is_caught(nuclei):

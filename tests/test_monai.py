@@ -3,7 +3,6 @@ image, label and maps aligned. Skipped without MONAI (the [monai] extra)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 import subprocess
@@ -14,6 +13,7 @@ import numpy as np
 import pytest
 import tifffile
 import torch
+from conftest import load_script, sample_zarr_volume
 from PIL import Image
 
 import weightmaps
@@ -100,11 +100,7 @@ def test_zarr_map_spacing_comes_from_the_manifest(tmp_path):
     zarr = pytest.importorskip("zarr")
     masks = tmp_path / "masks"
     masks.mkdir()
-    labels = tifffile.imread(SAMPLE / "masks" / "volume" / "nuclei3d_00.tif")
-    stored = zarr.create_array(
-        store=str(masks / "vol.zarr"), shape=labels.shape, chunks=(8, 48, 48), dtype=labels.dtype
-    )
-    stored[:] = labels
+    sample_zarr_volume(masks)
     report = weightmaps.generate(
         masks,
         tmp_path / "out",
@@ -160,10 +156,7 @@ def test_suffixes_and_size_limit(tmp_path):
 
 
 def load_example():
-    spec = importlib.util.spec_from_file_location("monai_pipeline", EXAMPLE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(EXAMPLE)
 
 
 def test_monai_transforms_keep_image_label_and_maps_aligned(nuclei):

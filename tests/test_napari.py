@@ -12,6 +12,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import tifffile
+from conftest import sample_zarr_volume
 
 import weightmaps
 from weightmaps import MapSettings
@@ -115,11 +116,7 @@ def test_reader_keeps_zarr_maps_lazy_with_the_manifest_spacing(tmp_path):
     da = pytest.importorskip("dask.array")
     masks = tmp_path / "masks"
     masks.mkdir()
-    labels = tifffile.imread(SAMPLE / "masks" / "volume" / "nuclei3d_00.tif")
-    stored = zarr.create_array(
-        store=str(masks / "vol.zarr"), shape=labels.shape, chunks=(8, 48, 48), dtype=labels.dtype
-    )
-    stored[:] = labels
+    sample_zarr_volume(masks)
     report = weightmaps.generate(
         masks,
         tmp_path / "out",
