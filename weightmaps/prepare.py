@@ -458,11 +458,14 @@ def mask_class_counts(
     return prepared.mask_type, prepared.class_counts()
 
 
-def mask_instances(mask: np.ndarray, settings: Any) -> tuple[str, ClassCounts, np.ndarray]:
+def mask_instances(
+    mask: np.ndarray, settings: Any, *, lossy: bool = False
+) -> tuple[str, ClassCounts, np.ndarray]:
     """The mask type, class counts and instance labels of one mask.
 
     Instances are the mask's ids (instance masks) or connected components
     (binary, semantic), after carving when ``settings.separate_touching``.
+    ``lossy`` as for :func:`prepare_array`.
     """
-    prepared = prepare_array(mask, settings)
+    prepared = prepare_array(mask, settings, lossy=lossy)
     return prepared.mask_type, prepared.class_counts(), prepared.instances

@@ -77,12 +77,15 @@ class MaskStats:
     on_border: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, bool))
 
 
-def mask_stats(mask: np.ndarray, settings: MapSettings | None = None) -> MaskStats:
+def mask_stats(
+    mask: np.ndarray, settings: MapSettings | None = None, *, lossy: bool = False
+) -> MaskStats:
     """Class counts, instance count and touching pairs of one mask.
 
     Binary and instance masks count background (0) and foreground (1);
     semantic masks their class ids. Instances of binary and semantic masks
-    are their connected components.
+    are their connected components. ``lossy``: the mask was read from a JPEG,
+    which ``auto`` reads as ``generate`` does (binary, its noise cut away).
 
     Examples
     --------
@@ -91,7 +94,7 @@ def mask_stats(mask: np.ndarray, settings: MapSettings | None = None) -> MaskSta
     ('instance', 3, 1, {0: 3, 1: 5})
     """
     settings = settings or MapSettings()
-    mask_type, counts, instances = mask_instances(mask, settings)
+    mask_type, counts, instances = mask_instances(mask, settings, lossy=lossy)
     diameters, on_border = object_diameters(instances)
     return MaskStats(
         mask_type=mask_type,

@@ -12,7 +12,6 @@ from weightmaps.io.header import DEFAULT_MAX_PIXELS, MaskReadError
 from weightmaps.io.names import OUTPUT_KINDS
 from weightmaps.io.read import is_lossy, read_mask
 from weightmaps.io.volumes import fingerprint
-from weightmaps.masktype import EmptyMaskError, lossy_threshold
 from weightmaps.pipeline.discover import find_masks, require_masks
 from weightmaps.pipeline.jobs import reason
 from weightmaps.pipeline.manifest import file_sha256
@@ -63,15 +62,15 @@ def survey(
                 failed[mask_file.rel] = mask_file.error
                 continue
             try:
+                lossy = False
                 if mask_file.path.is_dir():  # a zarr array or OME-Zarr image
                     mask = _read_zarr_mask(mask_file.path, max_pixels)
                 else:
                     mask = read_mask(
                         mask_file.path, channel=channel, rgb_rule=rgb_rule, max_pixels=max_pixels
                     )
-                    if settings.mask_type == "auto" and is_lossy(mask_file.path):
-                        mask = _as_generate_reads_jpeg(mask, settings.ignore_value)
-                stats[mask_file.rel] = mask_stats(mask, settings)
+                    lossy = is_lossy(mask_file.path)
+                stats[mask_file.rel] = mask_stats(mask, settings, lossy=lossy)
             except MaskReadError as exc:
                 failed[mask_file.rel] = exc.reason
             except (ValueError, TypeError, MemoryError) as exc:
@@ -79,20 +78,6 @@ def survey(
     finally:
         bar.close()
     return stats, failed
-
-
-def _as_generate_reads_jpeg(mask: Any, ignore_value: int | None) -> Any:
-    """A JPEG mask as ``generate`` reads it with ``auto``: binary, cut at half its top level."""
-    import numpy as np
-
-    try:
-        threshold = lossy_threshold(mask, ignore_value=ignore_value)
-    except EmptyMaskError:
-        return mask  # mask_stats refuses it, or counts it where empty masks are allowed
-    cut = (mask > threshold).astype(np.uint8)
-    if ignore_value is not None:
-        cut = np.where(mask == ignore_value, ignore_value, cut)
-    return cut
 
 
 def _read_zarr_mask(path: Path, max_pixels: int) -> Any:
