@@ -321,6 +321,7 @@ def _compute_maps(
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """The maps of ``label`` computed now, and their parameter sets."""
     from weightmaps.io import read_spacing
+    from weightmaps.io.read import is_lossy
     from weightmaps.recipe import compute_maps
     from weightmaps.settings import MapSettings
 
@@ -329,7 +330,8 @@ def _compute_maps(
     spacing = settings.spacing
     if isinstance(spacing, str):  # "auto": as recorded in the TIFF, else isotropic
         spacing = None if mask.is_dir() else read_spacing(mask)
-    result = compute_maps(label, settings, kinds=kinds, spacing=spacing)
+    lossy = not mask.is_dir() and is_lossy(mask)  # a JPEG, read as generate reads it
+    result = compute_maps(label, settings, kinds=kinds, spacing=spacing, lossy=lossy)
     arrays = dict(result.maps)
     recorded = {kind: settings.kind_params(kind) for kind in arrays}
     if result.target is not None:

@@ -257,3 +257,18 @@ def test_auto_spacing_is_shown_as_the_mask_used_it(tmp_path):
     assert panel_details({"unet": 0}, found.params)["unet"] == "w0=10 sigma=5 spacing=2x0.5x0.5"
     assert "spacing" not in found.params["edge"]  # the edge map has no distances
     assert find_maps(flat, out).params["unet"]["spacing"] == "pixels"
+
+
+def test_a_jpeg_mask_is_previewed_as_generate_reads_it(tmp_path):
+    """Without --maps, a JPEG mask's maps are computed from the mask cut as generate
+    cuts it (binary, noise away), not refused as a noisy PNG would be."""
+    yy, xx = np.mgrid[:96, :96]
+    disk = (((yy - 48) ** 2 + (xx - 40) ** 2) < 30**2).astype(np.uint8) * 255
+    Image.fromarray(disk).save(tmp_path / "polyp.jpg", quality=80)
+    result = cli("preview", tmp_path / "polyp.jpg", "-o", tmp_path / "p.png")
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "out"
+    weightmaps.generate(tmp_path / "polyp.jpg", out, workers=1, progress=False)
+    shown = cli("preview", tmp_path / "polyp.jpg", "--maps", out, "-o", tmp_path / "q.png")
+    assert shown.exit_code == 0, shown.output
+    np.testing.assert_array_equal(picture(tmp_path / "p.png"), picture(tmp_path / "q.png"))

@@ -73,6 +73,7 @@ def compute_maps(
     kinds: Sequence[str] = DEFAULT_KINDS,
     spacing: Sequence[float] | None = None,
     dataset_counts: ClassCounts | None = None,
+    lossy: bool = False,
 ) -> MaskMaps:
     """Compute the requested maps of one mask.
 
@@ -92,6 +93,9 @@ def compute_maps(
     dataset_counts : ClassCounts, optional
         Counts summed over the dataset, required when
         ``settings.balance_scope == "dataset"``.
+    lossy : bool
+        The mask was read from a JPEG: ``auto`` reads it as binary, its noise
+        cut away (see :func:`weightmaps.prepare.prepare_array`).
 
     Returns
     -------
@@ -112,7 +116,7 @@ def compute_maps(
     """
     _ordered(kinds)
     return compute_prepared(
-        prepare_array(mask, settings),
+        prepare_array(mask, settings, lossy=lossy),
         settings,
         kinds=kinds,
         spacing=spacing,
