@@ -279,3 +279,26 @@ def test_threshold_recorded_only_when_noise_was_cut():
     assert prepare_array(clean, MapSettings(), lossy=True).threshold is None
     noisy = _jpeg(clean, 90)
     assert prepare_array(noisy, MapSettings(mask_type="binary")).threshold == 127.5
+
+
+@pytest.mark.parametrize("ndim", [1, 2, 3, 4])
+def test_uniform_pixels_match_the_3x3_maximum_and_minimum_filters(ndim):
+    """Oracle: a pixel is uniform where the 3^d maximum equals the 3^d minimum."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(ndim)
+    for _ in range(200):
+        shape = tuple(int(n) for n in rng.integers(1, 8, ndim))
+        mask = rng.integers(0, int(rng.integers(1, 4)), shape)
+        for dtype in (np.uint8, np.uint16, np.int64, bool):
+            typed = mask.astype(dtype)
+            values = typed.view(np.uint8) if dtype is bool else typed
+            high = ndimage.maximum_filter(values, size=3, mode="nearest")
+            low = ndimage.minimum_filter(values, size=3, mode="nearest")
+            np.testing.assert_array_equal(uniform_pixels(typed), high == low)
+
+
+def test_uniform_pixels_by_hand():
+    mask = np.array([[1, 1, 1, 2], [1, 1, 1, 2], [1, 1, 1, 1]])
+    expected = np.array([[1, 1, 0, 0], [1, 1, 0, 0], [1, 1, 0, 0]], bool)
+    np.testing.assert_array_equal(uniform_pixels(mask), expected)
