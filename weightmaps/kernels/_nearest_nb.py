@@ -430,7 +430,7 @@ def window_pass_rows(iv1, il1, iv2, il2, ov1, ol1, ov2, ol2, step2, acc):
             for i in range(n):
                 for t, c0 in enumerate(range(b0, b1, ROW)):
                     w = min(ROW, b1 - c0)
-                    active = False
+                    active = np.bool_(False)
                     for k in range(np.uint64(w)):
                         c = np.uint64(c0) + k
                         av1[k] = iv1[a, i, c]
@@ -501,7 +501,7 @@ def border_pass_rows_part(
             for i in range(start, stop):
                 for t, c0 in enumerate(range(b0, b1, ROW)):
                     w = min(ROW, b1 - c0)
-                    active = False
+                    active = np.bool_(False)
                     for k in range(np.uint64(w)):
                         c = np.uint64(c0) + k
                         # An instance pixel gets no term: the pair (0, 0) never
