@@ -302,3 +302,16 @@ def test_uniform_pixels_by_hand():
     mask = np.array([[1, 1, 1, 2], [1, 1, 1, 2], [1, 1, 1, 1]])
     expected = np.array([[1, 1, 0, 0], [1, 1, 0, 0], [1, 1, 0, 0]], bool)
     np.testing.assert_array_equal(uniform_pixels(mask), expected)
+
+
+def test_distinct_values_match_np_unique_for_every_integer_dtype():
+    from weightmaps.masktype import distinct_values
+
+    rng = np.random.default_rng(7)
+    for dtype in (np.int8, np.int16, np.int32, np.int64, np.uint32, np.uint64):
+        info = np.iinfo(dtype)
+        for low, high in ((0, 5), (0, 40), (0, 10**6), (max(info.min, -3), 30)):
+            values = rng.integers(low, min(high, info.max) + 1, size=37).astype(dtype)
+            found = distinct_values(values.reshape(1, -1))
+            np.testing.assert_array_equal(found, np.unique(values))
+            assert found.dtype == dtype

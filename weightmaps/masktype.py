@@ -99,6 +99,12 @@ def distinct_values(mask: np.ndarray) -> np.ndarray:
         return np.flatnonzero(np.bincount(mask.ravel().view(np.uint8), minlength=2))
     if mask.dtype.kind == "u" and mask.dtype.itemsize <= 2:
         return np.flatnonzero(np.bincount(mask.ravel()))
+    if mask.dtype.kind in "iu" and mask.size:
+        low, high = int(mask.min()), int(mask.max())
+        if low >= 0 and high <= mask.size:
+            # Ids up to the pixel count (labels 1..n in int32, most instance
+            # masks): a count per id, linear where np.unique sorts or hashes.
+            return np.flatnonzero(np.bincount(mask.ravel(), minlength=1)).astype(mask.dtype)
     return np.unique(mask)
 
 
