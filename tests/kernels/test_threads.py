@@ -73,3 +73,70 @@ def test_split_range_covers_in_order(stop, parts, align):
     assert all(a[1] == b[0] for a, b in zip(pieces, pieces[1:], strict=False))
     assert all(lo % align == 0 for lo, _ in pieces)
     assert len(pieces) <= parts
+
+
+def test_run_parts_runs_every_part_and_keeps_its_threads():
+    from weightmaps._shared.threads import run_parts
+
+    def names() -> tuple[list[int], set[str]]:
+        done: list[int] = []
+        who: set[str] = set()
+        lock = threading.Lock()
+
+        def work(part: int) -> None:
+            with lock:
+                done.append(part)
+                who.add(threading.current_thread().name)
+
+        run_parts(work, list(range(6)), 3)
+        return sorted(done), who
+
+    done, first = names()
+    assert done == list(range(6))
+    assert threading.current_thread().name in first  # the caller runs a part itself
+    _, second = names()
+    pooled = {name for name in first | second if name.startswith("weightmaps-kernel")}
+    assert len(pooled) <= 2  # two pool threads at most, the same ones each call
+
+
+def test_run_parts_raises_the_error_once_every_part_has_stopped():
+    from weightmaps._shared.threads import run_parts
+
+    finished = []
+    slow_started = threading.Event()
+
+    def work(part: int) -> None:
+        if part == 0:
+            slow_started.wait(5)
+            raise ValueError("part 0 failed")
+        slow_started.set()
+        threading.Event().wait(0.2)
+        finished.append(part)
+
+    with pytest.raises(ValueError, match="part 0 failed"):
+        run_parts(work, [0, 1], 2)
+    assert finished == [1]  # not left running on the shared arrays
+
+
+def test_a_forked_child_runs_parts_on_its_own_pool():
+    import multiprocessing
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("fork start method")
+    from weightmaps._shared.threads import run_parts
+
+    run_parts(lambda part: None, [0, 1], 2)  # the parent's pool exists
+    context = multiprocessing.get_context("fork")
+    with context.Pool(1) as pool:
+        # Without a pool of its own the child would wait forever on threads
+        # that were not forked with it.
+        assert pool.apply_async(_sum_on_threads).get(timeout=60) == 45
+
+
+def _sum_on_threads() -> int:
+    from weightmaps._shared.threads import run_parts
+
+    total = []
+    run_parts(total.append, list(range(10)), 2)
+    return sum(total)
