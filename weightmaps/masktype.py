@@ -359,17 +359,10 @@ def _split_fraction(mask: np.ndarray, n_values: int, ignore_value: int | None) -
     """Share of nonzero values that form more than one connected region."""
     if ignore_value is not None:
         mask = np.where(mask == ignore_value, 0, mask)
-    from skimage import measure  # a second to import: not for `weightmaps --help`
+    from weightmaps.kernels.regions import regions_per_value
 
-    regions = measure.label(mask, background=0, connectivity=mask.ndim)
-    n_regions = int(regions.max())
-    if n_regions == n_values:
-        return 0.0
-    # All pixels of a region share one value, so any pixel names it.
-    region_value = np.zeros(n_regions + 1, dtype=mask.dtype)
-    region_value[regions.ravel()] = mask.ravel()
-    _, regions_per_value = np.unique(region_value[1:], return_counts=True)
-    return float(np.count_nonzero(regions_per_value > 1)) / n_values
+    _, regions = regions_per_value(mask)
+    return float(np.count_nonzero(regions > 1)) / n_values
 
 
 def infer_sampled_type(values: np.ndarray, *, ignore_value: int | None = None) -> str:
