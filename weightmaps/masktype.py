@@ -46,6 +46,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from weightmaps._shared.counting import count_ids
+
 __all__ = [
     "MASK_TYPES",
     "EmptyMaskError",
@@ -96,15 +98,15 @@ def distinct_values(mask: np.ndarray) -> np.ndarray:
     """
     mask = np.asarray(mask)
     if mask.dtype == bool:
-        return np.flatnonzero(np.bincount(mask.ravel().view(np.uint8), minlength=2))
+        return np.flatnonzero(count_ids(mask, minlength=2))
     if mask.dtype.kind == "u" and mask.dtype.itemsize <= 2:
-        return np.flatnonzero(np.bincount(mask.ravel()))
+        return np.flatnonzero(count_ids(mask))
     if mask.dtype.kind in "iu" and mask.size:
         low, high = int(mask.min()), int(mask.max())
         if low >= 0 and high <= mask.size:
             # Ids up to the pixel count (labels 1..n in int32, most instance
             # masks): a count per id, linear where np.unique sorts or hashes.
-            return np.flatnonzero(np.bincount(mask.ravel(), minlength=1)).astype(mask.dtype)
+            return np.flatnonzero(count_ids(mask, minlength=1)).astype(mask.dtype)
     return np.unique(mask)
 
 

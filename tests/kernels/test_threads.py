@@ -140,3 +140,35 @@ def _sum_on_threads() -> int:
     total = []
     run_parts(total.append, list(range(10)), 2)
     return sum(total)
+
+
+@pytest.mark.parametrize("threads", [2, 3])
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int32, np.int64, np.uint64, bool])
+def test_counting_and_painting_split_give_bincount_and_take(split_everything, threads, dtype):
+    from weightmaps._shared.counting import count_ids, paint_ids
+
+    rng = np.random.default_rng(3)
+    for size in (1, 2, 7, 1000):
+        ids = rng.integers(0, 2 if dtype is bool else 9, size).astype(dtype)
+        table = rng.random(9).astype(np.float32)
+        as_intp = ids.astype(np.intp)
+        with kernel_threads(threads):
+            counts = count_ids(ids.reshape(1, -1), minlength=4)
+            painted = paint_ids(table, as_intp.reshape(-1, 1))
+        np.testing.assert_array_equal(counts, np.bincount(as_intp, minlength=4))
+        assert counts.dtype == np.intp
+        np.testing.assert_array_equal(painted, table[as_intp].reshape(-1, 1))
+
+
+def test_maps_of_a_mask_split_over_threads_give_the_bytes_of_one(split_everything):
+    from weightmaps import MapSettings, compute_maps
+
+    labels = random_instances((60, 70), 25, seed=5)
+    one = compute_maps(labels, MapSettings())
+    with kernel_threads(3):
+        split = compute_maps(labels, MapSettings())
+    assert one.mask_type == split.mask_type == "instance"
+    assert one.maps.keys() == split.maps.keys() == {"unet", "edge", "balance"}
+    for kind in one.maps:
+        assert one.maps[kind].tobytes() == split.maps[kind].tobytes(), kind
+    assert one.counts == split.counts and one.warnings == split.warnings

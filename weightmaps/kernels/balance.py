@@ -12,6 +12,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from weightmaps._shared.arrays import ArrayOrTensor, is_torch_tensor
+from weightmaps._shared.counting import count_ids, paint_ids
 from weightmaps.kernels.class_balance import ClassCounts, class_weights
 
 __all__ = ["balance_weight_map", "class_counts", "paint_class_weights"]
@@ -48,7 +49,7 @@ def _is_dense(values: np.ndarray) -> bool:
 def _histogram(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Classes present in ``values`` (sorted) and their pixel counts."""
     if _is_dense(values):
-        counts = np.bincount(values.astype(np.intp, copy=False))
+        counts = count_ids(values)
         classes = np.flatnonzero(counts)
         return classes, counts[classes]
     return np.unique(values, return_counts=True)
@@ -92,7 +93,7 @@ def paint_class_weights(
     """
     mask = _class_array(mask)
     if _is_dense(mask):
-        classes = np.flatnonzero(np.bincount(mask.ravel().astype(np.intp, copy=False)))
+        classes = np.flatnonzero(count_ids(mask))
         index = mask
         lut = np.zeros(int(classes[-1]) + 1, np.float32)
         slots = classes
@@ -114,7 +115,7 @@ def paint_class_weights(
             f"class(es) {missing} occur in the mask but have no count or weight; "
             "dataset counts must include every mask they are applied to"
         )
-    return lut[index]
+    return paint_ids(lut, index)
 
 
 def balance_weight_map(

@@ -12,6 +12,8 @@ import math
 
 import numpy as np
 
+from weightmaps._shared.counting import count_ids
+
 __all__ = ["object_diameters"]
 
 
@@ -48,7 +50,7 @@ def object_diameters(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         top = None
     if top is not None and top <= labels.size:
         # Ids no larger than the mask (1..n, most masks): a count per id, no sort.
-        counts = np.bincount(labels.ravel(), minlength=top + 1)
+        counts = count_ids(labels, minlength=top + 1)
         ids = np.flatnonzero(counts)
         sizes = counts[ids]
     else:
