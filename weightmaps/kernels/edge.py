@@ -152,7 +152,14 @@ def edge_weight_map(
     if classes is None:
         m = _foreground(mask, ignore_index)
         weights = box_sum(m, kernel_size)
-        edge_weights_in_place(weights.ravel(), m.ravel(), scale, float(alpha))
+        flat_weights, flat_m = weights.ravel(), m.ravel()
+        run_parts(
+            lambda p: edge_weights_in_place(
+                flat_weights[p[0] : p[1]], flat_m[p[0] : p[1]], scale, float(alpha)
+            ),
+            split_range(m.size, threads_for(m.size)),
+            threads_for(m.size),
+        )
     else:
         if not np.issubdtype(mask.dtype, np.integer):
             raise TypeError(f"a semantic mask must hold integer class ids, got {mask.dtype}")
