@@ -142,6 +142,16 @@ def test_the_run_goes_on_after_the_refusal(tmp_path):
     assert not (tmp_path / "out" / "a_grown.unet.zarr").exists()
 
 
+def test_the_grown_limit_on_the_cluster_path(tmp_path):
+    pytest.importorskip("distributed")
+    masks = tmp_path / "masks"
+    write_zarr(masks / "a_grown.zarr", labels(), (8, 16, 16))
+    write_zarr(masks / "b_small.zarr", labels((8, 16, 16)), (8, 16, 16))
+    report = run(masks, tmp_path / "out", max_chunk_bytes=20000, scheduler="local:1")
+    assert report.done == ["b_small.zarr"]
+    assert report.failed["a_grown.zarr"] == REFUSAL
+
+
 # --- the grown block's size, and that it is what the kernels hold -------------------
 
 
