@@ -14,7 +14,9 @@ Limits (:class:`VolumeLimits`): metadata comes from strangers, so a
 volume's shape, data type and stored chunks are read from its metadata
 (:func:`inspect_volume`, no zarr needed) and checked (:func:`check_volume`)
 before anything is read or scheduled: when the run is planned and again in
-the job, and once more on what zarr itself read. A refusal is one line
+the job, and once more on what zarr itself read; the processing chunks grown
+by the maps' halos (:func:`check_halo_blocks`) in the job, once the spacing
+is known, still before any data is read. A refusal is one line
 (:class:`VolumeRefused`). Zarr chunks missing from the store are counted
 from its listing, never by reading.
 
