@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -28,6 +28,8 @@ __all__ = [
     "compute_prepared",
     "compute_volume_maps",
     "map_advice",
+    "VolumeHalo",
+    "volume_halos",
     "volume_refusal",
 ]
 
@@ -267,6 +269,38 @@ def volume_refusal(settings: Any, kinds: Sequence[str]) -> str | None:
         if kind.compute_volume is None:
             return f"{name} maps are not computed for chunked volumes"
     return None
+
+
+class VolumeHalo(NamedTuple):
+    """A halo the chunked computation of a volume grows its blocks by."""
+
+    name: str  # "the unet map", "the carving of touching instances" (as refusals name it)
+    depth: tuple[int, ...]  # pixels per axis
+    options: tuple[str, ...]  # the command-line options that set it
+
+
+def volume_halos(
+    settings: Any, kinds: Sequence[str], spacing: Sequence[float] | None, ndim: int
+) -> list[VolumeHalo]:
+    """Every halo that making these maps of an ``ndim``-D volume grows blocks by.
+
+    The kinds' own halos (``MapKind.halo``, the ones their chunked kernels use),
+    and first the carving of touching instances when the settings may ask for
+    it (``separate_touching`` on a mask that may be read as instances: the
+    mask's type is not known before it is read). Kinds without a halo are left
+    out; their blocks are the processing chunks. Needs the ``[dask]`` extra.
+    """
+    halos = []
+    if settings.separate_touching and settings.mask_type in ("auto", "instance"):
+        from weightmaps.kernels.instances_dask import SEPARATE_HALO
+
+        halos.append(VolumeHalo("the carving of touching instances", (SEPARATE_HALO,) * ndim, ()))
+    for name in _ordered(kinds):
+        kind = REGISTRY[name]
+        if kind.halo is not None:
+            depth = tuple(int(d) for d in kind.halo(settings, spacing, ndim))
+            halos.append(VolumeHalo(f"the {name} map", depth, kind.halo_options))
+    return halos
 
 
 def compute_volume_maps(

@@ -14,6 +14,7 @@ import pytest
 from kernel_backends import synchronous_dask_fixture
 
 import weightmaps as wm
+from weightmaps.kernels.blocks import coarsen_chunks
 
 dask = pytest.importorskip("dask")
 da = pytest.importorskip("dask.array")
@@ -46,7 +47,7 @@ def test_import_weightmaps_does_not_import_dask():
     ],
 )
 def test_chunks_thinner_than_the_halo_are_merged(chunks, depth, expected):
-    assert _dask_common._coarsen(chunks, depth) == expected
+    assert coarsen_chunks(chunks, depth) == expected
 
 
 @pytest.mark.parametrize("seed", range(4))

@@ -14,7 +14,9 @@ Limits (:class:`VolumeLimits`): metadata comes from strangers, so a
 volume's shape, data type and stored chunks are read from its metadata
 (:func:`inspect_volume`, no zarr needed) and checked (:func:`check_volume`)
 before anything is read or scheduled: when the run is planned and again in
-the job, and once more on what zarr itself read. A refusal is one line
+the job, and once more on what zarr itself read; the processing chunks grown
+by the maps' halos (:func:`check_halo_blocks`) in the job, once the spacing
+is known, still before any data is read. A refusal is one line
 (:class:`VolumeRefused`). Zarr chunks missing from the store are counted
 from its listing, never by reading.
 
@@ -29,11 +31,16 @@ import json
 import math
 import os
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from weightmaps.kernels.blocks import largest_grown_block
+
+if TYPE_CHECKING:
+    from weightmaps.recipe import VolumeHalo
 
 __all__ = [
     "DEFAULT_CHUNKED_ABOVE",
@@ -46,6 +53,7 @@ __all__ = [
     "VolumeInfo",
     "VolumeLimits",
     "VolumeRefused",
+    "check_halo_blocks",
     "check_volume",
     "default_chunk_edge",
     "fingerprint",
@@ -73,7 +81,8 @@ maps are 16 MiB each, far under ``--max-chunk-bytes``.
 DEFAULT_MAX_VOLUME_VOXELS: int = 2**31
 """Largest voxel count of a chunked volume unless raised (``--max-volume-voxels``)."""
 DEFAULT_MAX_CHUNK_BYTES: int = 2**28
-"""Largest decoded stored chunk, and processing chunk, unless raised (``--max-chunk-bytes``)."""
+"""Largest decoded stored chunk, processing chunk, and processing chunk grown by
+a map's halo, unless raised (``--max-chunk-bytes``)."""
 MAX_VOLUME_CHUNKS: int = 2**16
 """Most processing chunks one volume is split into: each is a few tasks of one
 graph, and a graph of millions of tasks does not fit in memory (``--chunks``
@@ -202,7 +211,8 @@ class VolumeLimits:
     max_chunk_bytes : int
         Largest decoded size of one stored chunk (zarr chunk, TIFF tile or
         strip), and of one processing chunk counted as float32 maps (or the
-        mask's item size if larger) (``--max-chunk-bytes``).
+        mask's item size if larger), before and after it is grown by a map's
+        halo (:func:`check_halo_blocks`) (``--max-chunk-bytes``).
     missing_chunks : {"fill", "error"}
         Zarr chunks absent from the store read as the fill value (``"fill"``,
         zarr's own rule, noted in the log) or refuse the volume (``"error"``).
@@ -543,3 +553,44 @@ def check_volume(info: VolumeInfo, limits: VolumeLimits, chunks: int | None = No
             f"{text} (they would read as fill value {fill}); refused by --missing-chunks error"
         )
     return f"{text}, read as fill value {fill}"
+
+
+def check_halo_blocks(
+    chunks: Sequence[Sequence[int]],
+    dtype: np.dtype,
+    halos: Sequence[VolumeHalo],
+    limits: VolumeLimits,
+) -> None:
+    """Refuse a volume whose chunks, grown by a map's halo, are over ``max_chunk_bytes``.
+
+    A chunked map computes each block grown by its halo (after merging the
+    chunks thinner than it, :func:`~weightmaps.kernels.blocks.largest_grown_block`,
+    the code the kernels run), so a large ``--sigma`` or a fine spacing in
+    the file's metadata makes blocks far larger than the processing chunks
+    :func:`check_volume` allowed. Counted as :func:`check_volume` counts a
+    processing chunk: float32 maps, or the mask's item size if larger. Raises
+    :class:`VolumeRefused` (one line: the halo, the block, its bytes, the
+    limit, the options that shrink it) for the first halo over the limit.
+
+    Parameters
+    ----------
+    chunks : sequence of sequences of int
+        The processing chunks per axis (a dask array's ``chunks``).
+    dtype : numpy dtype
+        The volume's.
+    halos : sequence of VolumeHalo
+        The halos the maps grow blocks by (:func:`weightmaps.recipe.volume_halos`).
+    limits : VolumeLimits
+    """
+    item = max(np.dtype(dtype).itemsize, _MAP_ITEM_BYTES)
+    for halo in halos:
+        edges = largest_grown_block(chunks, halo.depth)
+        size = math.prod(edges) * item
+        if size > limits.max_chunk_bytes:
+            smaller = f", a smaller halo ({', '.join(halo.options)})" if halo.options else ""
+            raise VolumeRefused(
+                f"{halo.name} grows processing chunks by a halo of {_shape_text(halo.depth)} "
+                f"into blocks of up to {_shape_text(edges)}, {size} bytes each as maps, more "
+                f"than the limit of {limits.max_chunk_bytes}; give smaller --chunks{smaller} "
+                "or raise --max-chunk-bytes"
+            )

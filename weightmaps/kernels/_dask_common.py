@@ -50,6 +50,8 @@ import dask
 import dask.array as da
 import numpy as np
 
+from weightmaps.kernels.blocks import grown_span, halo_chunks
+
 __all__ = ["as_dask", "check_label_dtype", "map_with_halo", "meta"]
 
 
@@ -66,30 +68,6 @@ def meta(ndim: int, dtype: np.dtype | type) -> np.ndarray:
     # Given explicitly so dask never calls a kernel on an empty block to guess
     # the output type (the kernels reject empty arrays).
     return np.empty((0,) * ndim, dtype)
-
-
-def _coarsen(chunks: tuple[int, ...], depth: int) -> tuple[int, ...]:
-    """Merge neighbouring chunks along one axis until each has >= ``depth`` pixels.
-
-    A halo comes from the neighbouring chunk only, so no chunk may be thinner
-    than the halo. Merging keeps every original boundary a boundary of the
-    finer chunking, so going back to it afterwards only splits chunks.
-    """
-    if depth <= 0:
-        return chunks
-    merged: list[int] = []
-    pending = 0
-    for size in chunks:
-        pending += size
-        if pending >= depth:
-            merged.append(pending)
-            pending = 0
-    if pending:  # a thin tail joins the last chunk (or is the only one)
-        if merged:
-            merged[-1] += pending
-        else:
-            merged.append(pending)
-    return tuple(merged)
 
 
 # Ops that cost little more than the read itself: a block task may read its
@@ -219,10 +197,9 @@ def _reread_block(
     assert block_id is not None
     grown, crop = [], []
     for b, i, d in zip(bounds, block_id, depth, strict=True):
-        start, stop = b[i], b[i + 1]
-        lo, hi = max(start - d, 0), min(stop + d, b[-1])
+        lo, hi = grown_span(b, i, d)
         grown.append(slice(lo, hi))
-        crop.append(slice(start - lo, stop - lo))
+        crop.append(slice(b[i] - lo, b[i + 1] - lo))
     result = func(*(source.read(tuple(grown)) for source in sources))
     # A copy: a view would keep the whole grown result alive downstream.
     return np.ascontiguousarray(result[tuple(crop)])
@@ -252,8 +229,8 @@ def map_with_halo(
     ``map_overlap``.
     """
     base = arrays[0]
-    chunks = tuple(_coarsen(c, d) for c, d in zip(base.chunks, depth, strict=True))
-    depth = tuple(d if len(c) > 1 else 0 for c, d in zip(chunks, depth, strict=True))
+    # The same merging and halos the limits size blocks by (io.volumes, from kernels.blocks).
+    chunks, depth = halo_chunks(base.chunks, depth)
     if any(depth) and all(_rereadable(a) for a in arrays):
         bounds = tuple(tuple(int(b) for b in np.cumsum((0, *c))) for c in chunks)
         out = da.map_blocks(

@@ -18,7 +18,11 @@ from weightmaps._shared.checks import check_connectivity, check_nonempty
 from weightmaps.kernels._dask_common import as_dask, check_label_dtype, map_with_halo, meta
 from weightmaps.kernels.instances import separate_instances as numpy_separate_instances
 
-__all__ = ["label_instances", "separate_instances"]
+__all__ = ["SEPARATE_HALO", "label_instances", "separate_instances"]
+
+SEPARATE_HALO: int = 1
+"""Pixels per axis :func:`separate_instances` grows its blocks by: carving looks
+at direct neighbours only."""
 
 
 def separate_instances(instances: da.Array, connectivity: int = 1) -> da.Array:
@@ -41,7 +45,7 @@ def separate_instances(instances: da.Array, connectivity: int = 1) -> da.Array:
     check_label_dtype(labels, "instances")
     check_connectivity(connectivity, labels.ndim)
     func = functools.partial(numpy_separate_instances, connectivity=connectivity)
-    return map_with_halo(func, [labels], (1,) * labels.ndim, labels.dtype)
+    return map_with_halo(func, [labels], (SEPARATE_HALO,) * labels.ndim, labels.dtype)
 
 
 # --------------------------------------------------------------------------

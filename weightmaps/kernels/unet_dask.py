@@ -21,7 +21,7 @@ from weightmaps.kernels.class_balance import class_weights as balance_class_weig
 from weightmaps.kernels.nearest import normalized_spacing
 from weightmaps.kernels.unet import unet_weight_map as numpy_unet_weight_map
 
-__all__ = ["halo_depth", "unet_weight_map"]
+__all__ = ["border_halo", "halo_depth", "unet_weight_map"]
 
 
 def halo_depth(
@@ -41,6 +41,20 @@ def halo_depth(
     spacing_ = normalized_spacing(spacing, ndim)
     cutoff = border_cutoff(sigma)
     return tuple(int(math.ceil(cutoff / s)) + 1 for s in spacing_)
+
+
+def border_halo(
+    w0: float, sigma: float, spacing: float | Sequence[float] | None = None, *, ndim: int = 2
+) -> tuple[int, ...]:
+    """The halo :func:`unet_weight_map` grows its blocks by: :func:`halo_depth`, or
+    none at all without a border term (``w0 = 0``: no reach beyond the pixel itself).
+
+    Examples
+    --------
+    >>> border_halo(10.0, 5.0), border_halo(0.0, 5.0)
+    ((28, 28), (0, 0))
+    """
+    return halo_depth(sigma, spacing, ndim=ndim) if w0 > 0 else (0,) * ndim
 
 
 def _unet_block(
@@ -137,8 +151,7 @@ def unet_weight_map(
         weights = explicit_class_weights(class_weights)
     else:
         weights = None
-    # w0 = 0 has no border term, hence no reach beyond the pixel itself.
-    depth = halo_depth(sigma, spacing_, ndim=labels.ndim) if w0 > 0 else (0,) * labels.ndim
+    depth = border_halo(w0, sigma, spacing_, ndim=labels.ndim)
     func = functools.partial(
         _unet_block,
         w0=w0,

@@ -39,4 +39,5 @@ KIND = MapKind(
     compute_volume=functools.partial(sdf_maps_volume, boundary=True),
     volume_refusal=sdf_volume_refusal("distance"),
     halo=sdf_kind_halo,
+    halo_options=("--sdf-max", "--spacing"),
 )

@@ -268,5 +268,6 @@ KIND = MapKind(
     on_cpu=lambda settings: settings.edge_size is not None,
     volume_refusal=_volume_refusal,
     halo=lambda settings, spacing, ndim: (settings.edge_kernel // 2,) * ndim,
+    halo_options=("--edge-kernel",),
     advice=window_advice,
 )

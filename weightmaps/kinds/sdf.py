@@ -244,4 +244,5 @@ KIND = MapKind(
     compute_volume=sdf_maps_volume,
     volume_refusal=sdf_volume_refusal("sdf"),
     halo=sdf_kind_halo,
+    halo_options=("--sdf-max", "--spacing"),
 )

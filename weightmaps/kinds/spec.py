@@ -166,7 +166,11 @@ class MapKind:
         chunked volume.
     halo : callable, optional
         ``(settings, spacing, ndim) -> pixels per axis`` a chunk needs around it
-        to come out exact (the chunked kernels grow their blocks by it).
+        to come out exact (the chunked kernels grow their blocks by it, and
+        ``--max-chunk-bytes`` limits the grown blocks).
+    halo_options : tuple of str
+        The command-line options that set ``halo`` (``--sigma``), named when
+        a volume is refused because its blocks grown by the halo are too big.
     check_settings : callable, optional
         ``settings -> None``: raises ``ValueError`` for values of its
         parameters that are each valid but not together.
@@ -192,6 +196,7 @@ class MapKind:
     on_cpu: Callable[[Any], bool] | None = None
     volume_refusal: Callable[[Any], str | None] | None = None
     halo: Callable[[Any, Sequence[float] | None, int], tuple[int, ...]] | None = None
+    halo_options: tuple[str, ...] = ()
     check_settings: Callable[[Any], None] | None = None
     advice: Callable[[Any, Any, Any], str | None] | None = None
 

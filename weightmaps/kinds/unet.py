@@ -16,7 +16,6 @@ while the mask is prepared; the chunked path has its own kernel.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -223,13 +222,18 @@ def _compute_volume(prepared: Any, settings: Any, context: MapContext) -> Any:
 
 
 def _halo(settings: Any, spacing: Sequence[float] | None, ndim: int) -> tuple[int, ...]:
-    from weightmaps.kernels.border import border_cutoff
-
-    cutoff = border_cutoff(settings.sigma)
+    # The chunked kernels' own halos for the arguments _unet_map gives them, so
+    # the limit on grown blocks sizes what they compute (none without w0, and
+    # Falk's fall only where v_bal asks for it).
     if falk(settings):
-        cutoff = max(cutoff, border_cutoff(settings.sigma_bal))
-    steps = (1.0,) * ndim if spacing is None else tuple(spacing)
-    return tuple(int(math.ceil(cutoff / s)) + 1 for s in steps)
+        from weightmaps.kernels.falk_dask import falk_halo
+
+        return falk_halo(
+            settings.w0, settings.sigma, settings.sigma_bal, settings.v_bal, spacing, ndim=ndim
+        )
+    from weightmaps.kernels.unet_dask import border_halo
+
+    return border_halo(settings.w0, settings.sigma, spacing, ndim=ndim)
 
 
 def suggested_sigma(diameter: float) -> float:
@@ -261,5 +265,6 @@ KIND = MapKind(
     # No torch kernel of Falk's terms: made on the CPU while the mask is prepared.
     on_cpu=falk,
     halo=_halo,
+    halo_options=("--sigma", "--sigma-bal", "--spacing"),
     check_settings=_check_settings,
 )

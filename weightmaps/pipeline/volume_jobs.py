@@ -18,7 +18,7 @@ from typing import Any
 from weightmaps._version import __version__
 from weightmaps.io.tiff import read_spacing_unit
 from weightmaps.io.volume_source import open_volume
-from weightmaps.io.volumes import fingerprint
+from weightmaps.io.volumes import check_halo_blocks, fingerprint
 from weightmaps.io.zarr_maps import MapWriteError, write_volume_maps
 from weightmaps.pipeline.jobs import (
     FATAL_WRITE_ERRORS,
@@ -31,7 +31,7 @@ from weightmaps.pipeline.jobs import (
 )
 from weightmaps.pipeline.mask_jobs import dataset_counts, map_kinds
 from weightmaps.prepare import prepare_volume
-from weightmaps.recipe import compute_volume_maps, map_advice, volume_refusal
+from weightmaps.recipe import compute_volume_maps, map_advice, volume_halos, volume_refusal
 
 __all__ = ["compute_volume_job", "count_volume_job"]
 
@@ -63,6 +63,9 @@ def count_volume_job(job: Job) -> Counted | Failed:
     try:
         with _scheduler(job):
             volume, _, _ = open_volume(job.path, job.volume_limits, job.chunks)
+            # Only the carving (if any) has a halo here; no map is made.
+            halos = volume_halos(job.settings, (), None, volume.ndim)
+            check_halo_blocks(volume.chunks, volume.dtype, halos, job.volume_limits)
             prepared = prepare_volume(volume, job.settings)
     except ImportError as exc:
         return _missing_extra(exc)
@@ -106,6 +109,11 @@ def _compute(job: Job) -> Written:
         raise MaskTypeError(refused)
     volume, scale, missing = open_volume(job.path, job.volume_limits, job.chunks)
     spacing, file_spacing = _spacing(job, scale, volume.ndim)
+    # The spacing may come from the file: only now are the halos known. Still
+    # before any block is read (the mask type, the labelling) or any map's
+    # graph is built.
+    halos = volume_halos(settings, kinds, spacing, volume.ndim)
+    check_halo_blocks(volume.chunks, volume.dtype, halos, job.volume_limits)
     prepared, maps = compute_volume_maps(
         volume, settings, kinds=kinds, spacing=spacing, dataset_counts=dataset_counts(job)
     )
