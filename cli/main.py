@@ -167,7 +167,8 @@ def _masks_arg(masks: tuple[Path, ...]) -> Path | tuple[Path, ...]:
     default=DEFAULT_MAX_CHUNK_BYTES,
     show_default=True,
     help="Refuse chunked volumes whose stored chunks (zarr chunk, TIFF tile or strip) "
-    "decode to more bytes, or whose processing chunks hold more as float32 maps.",
+    "decode to more bytes, or whose processing chunks, alone or grown by a map's halo, "
+    "hold more as float32 maps.",
 )
 @click.option(
     "--missing-chunks",
