@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 import uuid
 from pathlib import Path
 from typing import Any
@@ -49,10 +50,26 @@ class _GuardedArray:
         self.shape = tuple(array.shape)
         self.dtype = array.dtype
         self.ndim = len(self.shape)
+        # A volume stored as one chunk (a TIFF of one strip or tile, as most
+        # writers make a 2-D image) is decoded whole by every read of any part
+        # of it, and the kernels read each block again per map kind: 48 reads
+        # of a 4096^2 mask took 1.9 s. It is decoded once and kept (its size
+        # is within --max-chunk-bytes, checked before opening).
+        self._one_chunk = tuple(getattr(array, "chunks", ())) == self.shape
+        self._whole: np.ndarray | None = None
+        self._lock = threading.Lock()
+
+    def _read(self, key: Any) -> np.ndarray:
+        if not self._one_chunk:
+            return np.asarray(self.array[key])
+        with self._lock:
+            if self._whole is None:
+                self._whole = np.asarray(self.array[...])
+        return self._whole[key].copy()
 
     def __getitem__(self, key: Any) -> np.ndarray:
         try:
-            return np.asarray(self.array[key])
+            return self._read(key)
         except MemoryError:
             raise
         except Exception as exc:  # noqa: BLE001 - any decoding failure, see the class notes
