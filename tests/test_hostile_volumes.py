@@ -595,3 +595,31 @@ def test_dataset_refuses_an_npy_image_claiming_a_huge_image(tmp_path):
     dataset = WeightMapDataset(masks, out, images_dir=images)
     with pytest.raises(ValueError, match="more than the limit|mmap length"):
         dataset[0]
+
+
+def test_a_vanishing_ome_scale_is_no_crash(tmp_path):
+    """A scale of 1e-320 makes every halo longer than any int (cut-off / spacing
+    overflows): the halo becomes the whole axis and the block limit decides."""
+    masks = tmp_path / "masks"
+    labels = np.concatenate([small_labels()] * 3)  # 48 slices
+    image = zarr.create_group(str(masks / "a_tiny.ome.zarr"))
+    image.attrs["multiscales"] = [
+        {
+            "version": "0.4",
+            "axes": [{"name": a} for a in "zyx"],
+            "datasets": [
+                {
+                    "path": "0",
+                    "coordinateTransformations": [{"type": "scale", "scale": [1e-320, 1, 1]}],
+                }
+            ],
+        }
+    ]
+    image.create_array("0", shape=labels.shape, chunks=(8, 16, 16), dtype=labels.dtype)[:] = labels
+    write_zarr(masks / "b_good.zarr", labels)
+    # Blocks of b_good: 8 slices (+9 each way) by 16 x 16 (+9), at most 25 x 25 x 25,
+    # 62500 bytes as maps; those of a_tiny span all 48 slices, 120000 bytes.
+    report = run(masks, tmp_path / "out", spacing="auto", max_chunk_bytes=100_000)
+    assert report.done == ["b_good.zarr"]
+    assert report.failed["a_tiny.ome.zarr"].startswith("the unet map grows processing chunks")
+    assert "\n" not in report.failed["a_tiny.ome.zarr"]

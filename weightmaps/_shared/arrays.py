@@ -11,6 +11,7 @@ equals that of the mask numbered 1..n in the ids' order.
 
 from __future__ import annotations
 
+import math
 import sys
 from typing import TYPE_CHECKING, TypeAlias
 
@@ -19,7 +20,14 @@ import numpy as np
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["FLOAT64_EXACT_IDS", "ArrayOrTensor", "is_torch_tensor", "line_view", "sequential_ids"]
+__all__ = [
+    "FLOAT64_EXACT_IDS",
+    "ArrayOrTensor",
+    "is_torch_tensor",
+    "line_view",
+    "sequential_ids",
+    "steps_within",
+]
 
 ArrayOrTensor: TypeAlias = "np.ndarray | torch.Tensor"
 """What the numpy kernels take: an array, or a torch tensor (handed to the torch
@@ -68,3 +76,26 @@ def line_view(array: np.ndarray, axis: int) -> np.ndarray:
         shape[axis],
         int(np.prod(shape[axis + 1 :], dtype=np.int64)),
     )
+
+
+# More pixels than any axis has: a reach this long covers the whole axis.
+_ALL_OF_THE_AXIS = 2**62
+
+
+def steps_within(distance: float, step: float) -> int:
+    """``ceil(distance / step)``: the pixels of size ``step`` a reach of ``distance`` spans.
+
+    A quotient too large for an int (a spacing of 1e-320 in a file's
+    metadata) is held at 2**62, longer than any axis, instead of raising
+    OverflowError: the reach is then the whole axis, and the limits on
+    block sizes decide whether the volume is taken.
+
+    Examples
+    --------
+    >>> steps_within(10.0, 4.0), steps_within(8.0, 4.0), steps_within(1.0, 1e-320)
+    (3, 2, 4611686018427387904)
+    """
+    quotient = float(distance) / float(step)  # inf, not a warning, on overflow
+    if not quotient < _ALL_OF_THE_AXIS:  # also NaN and inf
+        return _ALL_OF_THE_AXIS
+    return math.ceil(quotient)

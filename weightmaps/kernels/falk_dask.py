@@ -19,6 +19,7 @@ from collections.abc import Sequence
 import dask.array as da
 import numpy as np
 
+from weightmaps._shared.arrays import steps_within
 from weightmaps._shared.checks import check_nonempty, check_sigma, check_w0
 from weightmaps.kernels._dask_common import as_dask, check_label_dtype, map_with_halo
 from weightmaps.kernels.border import border_cutoff
@@ -53,7 +54,7 @@ def falk_halo(
         reach = max(reach, border_cutoff(sigma_1))
     if reach == 0.0:
         return (0,) * ndim
-    return tuple(int(math.ceil(reach / s)) + 1 for s in normalized_spacing(spacing, ndim))
+    return tuple(steps_within(reach, s) + 1 for s in normalized_spacing(spacing, ndim))
 
 
 def _falk_block(

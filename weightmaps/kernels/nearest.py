@@ -25,7 +25,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from weightmaps._shared.arrays import line_view, sequential_ids
+from weightmaps._shared.arrays import line_view, sequential_ids, steps_within
 from weightmaps._shared.threads import run_parts, split_range, threads_for
 from weightmaps.kernels import _nearest_nb as kernels
 
@@ -310,7 +310,7 @@ def add_border_term(
         return out
     axis = axis_order(spacing_)[-1]
     length = labels.shape[axis]
-    reach = int(np.ceil(cutoff / spacing_[axis])) + 1
+    reach = steps_within(cutoff, spacing_[axis]) + 1
     per_row = labels.size // length
     # At least 8 halos per slab keeps the work redone on halos small.
     rows = max(_BLOCK_PIXELS // per_row, 8 * reach, 1)

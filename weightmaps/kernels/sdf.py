@@ -36,6 +36,8 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import ndimage as ndi
 
+from weightmaps._shared.arrays import steps_within
+
 __all__ = ["boundary_distance_map", "class_ids", "sdf_halo", "signed_distance_map"]
 
 
@@ -113,7 +115,7 @@ def sdf_halo(
     """
     _check_max_distance(max_distance, False)
     return tuple(
-        max(math.ceil((max_distance + 1.0) / s) - 1, 0) for s in _check_spacing(spacing, ndim)
+        max(steps_within(max_distance + 1.0, s) - 1, 0) for s in _check_spacing(spacing, ndim)
     )
 
 

@@ -7,13 +7,13 @@ See :mod:`weightmaps.kernels._dask_common` for why a block grown by
 from __future__ import annotations
 
 import functools
-import math
 from collections.abc import Mapping, Sequence
 
 import dask
 import dask.array as da
 import numpy as np
 
+from weightmaps._shared.arrays import steps_within
 from weightmaps._shared.checks import check_nonempty, check_sigma, check_w0
 from weightmaps.kernels._dask_common import as_dask, map_with_halo
 from weightmaps.kernels.border import border_cutoff, explicit_class_weights
@@ -40,7 +40,7 @@ def halo_depth(
     """
     spacing_ = normalized_spacing(spacing, ndim)
     cutoff = border_cutoff(sigma)
-    return tuple(int(math.ceil(cutoff / s)) + 1 for s in spacing_)
+    return tuple(steps_within(cutoff, s) + 1 for s in spacing_)
 
 
 def border_halo(

@@ -35,6 +35,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import torch
 
+from weightmaps._shared.arrays import steps_within
 from weightmaps._shared.checks import check_sigma, check_w0
 from weightmaps.kernels._torch_common import (
     LABEL_WORD,
@@ -198,7 +199,7 @@ def _pair_keys(
     first = axes[0]
     k1, k2 = _scan_pass(labels, first + 1, float(spacing[first] ** 2))
     for axis in axes[1:]:
-        reach = math.ceil(cutoff / spacing[axis])
+        reach = steps_within(cutoff, spacing[axis])
         k1, k2 = _window_pass(k1, k2, axis + 1, reach, float(spacing[axis] ** 2))
     return k1, k2
 
@@ -252,7 +253,7 @@ def _border_term(
             return
         axis = axes[-1]
         length = labels.shape[axis + 1]
-        halo = math.ceil(cutoff / spacing[axis])
+        halo = steps_within(cutoff, spacing[axis])
         per_row = labels[b].numel() // length
         for lo, hi, a, z in slabs(length, per_row, halo, budget_pixels):
             slab = labels[b : b + 1].narrow(axis + 1, a, z - a).contiguous()
