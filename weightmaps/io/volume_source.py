@@ -9,10 +9,12 @@ Needs the ``[dask]`` extra.
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import threading
 import uuid
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +38,12 @@ class VolumeReadError(ValueError):
     """Stored data of a volume could not be read or decoded; one line."""
 
 
+# Decoded stored chunks kept per volume being read, and the smallest kept:
+# below it zarr's own reading of many chunks at once is faster.
+_CACHE_BYTES = 64 << 20
+_CACHED_CHUNK_MIN_BYTES = 64 << 10
+
+
 class _GuardedArray:
     """A zarr array read through ``__getitem__`` only, every failure one ValueError.
 
@@ -50,22 +58,69 @@ class _GuardedArray:
         self.shape = tuple(array.shape)
         self.dtype = array.dtype
         self.ndim = len(self.shape)
-        # A volume stored as one chunk (a TIFF of one strip or tile, as most
-        # writers make a 2-D image) is decoded whole by every read of any part
-        # of it, and the kernels read each block again per map kind: 48 reads
-        # of a 4096^2 mask took 1.9 s. It is decoded once and kept (its size
-        # is within --max-chunk-bytes, checked before opening).
-        self._one_chunk = tuple(getattr(array, "chunks", ())) == self.shape
-        self._whole: np.ndarray | None = None
+        # The kernels read every block again per map kind, and every read
+        # decodes each stored chunk it touches whole: 48 reads of a 4096^2
+        # TIFF of one strip took 1.9 s. Decoded chunks are kept (the least
+        # recently used dropped beyond _CACHE_BYTES, one always kept: its
+        # size is within --max-chunk-bytes). Small chunks are read through
+        # zarr directly, which fetches many at once.
+        chunks = tuple(int(c) for c in (getattr(array, "chunks", None) or ()))
+        big = len(chunks) == self.ndim and all(c > 0 for c in chunks)
+        big = big and math.prod(chunks) * self.dtype.itemsize >= _CACHED_CHUNK_MIN_BYTES
+        self._chunks = chunks if big else None
+        self._cache: OrderedDict[tuple[int, ...], np.ndarray] = OrderedDict()
+        self._cached_bytes = 0
         self._lock = threading.Lock()
 
-    def _read(self, key: Any) -> np.ndarray:
-        if not self._one_chunk:
-            return np.asarray(self.array[key])
+    def _region(self, key: Any) -> list[tuple[int, int]] | None:
+        """``key`` as (start, stop) per axis, or None when it is not plain slices."""
+        key = key if isinstance(key, tuple) else (key,)
+        if len(key) != self.ndim or not all(isinstance(k, slice) for k in key):
+            return None
+        region = []
+        for k, n in zip(key, self.shape, strict=True):
+            start, stop, step = k.indices(n)
+            if step != 1:
+                return None
+            region.append((start, max(start, stop)))
+        return region
+
+    def _chunk(self, index: tuple[int, ...]) -> np.ndarray:
+        assert self._chunks is not None
+        # Decoded under the lock: two threads reading blocks that share a chunk
+        # would otherwise both decode it, and hold it twice.
         with self._lock:
-            if self._whole is None:
-                self._whole = np.asarray(self.array[...])
-        return self._whole[key].copy()
+            chunk = self._cache.get(index)
+            if chunk is not None:
+                self._cache.move_to_end(index)
+                return chunk
+            bounds = tuple(
+                slice(i * c, min((i + 1) * c, n))
+                for i, c, n in zip(index, self._chunks, self.shape, strict=True)
+            )
+            chunk = np.asarray(self.array[bounds])
+            self._cache[index] = chunk
+            self._cached_bytes += chunk.nbytes
+            while self._cached_bytes > _CACHE_BYTES and len(self._cache) > 1:
+                _, dropped = self._cache.popitem(last=False)
+                self._cached_bytes -= dropped.nbytes
+            return chunk
+
+    def _read(self, key: Any) -> np.ndarray:
+        region = None if self._chunks is None else self._region(key)
+        if region is None or self._chunks is None:
+            return np.asarray(self.array[key])
+        out = np.empty(tuple(b - a for a, b in region), self.dtype)
+        spans = [range(a // c, -(-b // c)) for (a, b), c in zip(region, self._chunks, strict=True)]
+        for index in itertools.product(*spans):
+            chunk = self._chunk(index)
+            source, target = [], []
+            for (a, b), i, c in zip(region, index, self._chunks, strict=True):
+                lo, hi = max(a, i * c), min(b, (i + 1) * c)
+                source.append(slice(lo - i * c, hi - i * c))
+                target.append(slice(lo - a, hi - a))
+            out[tuple(target)] = chunk[tuple(source)]
+        return out
 
     def __getitem__(self, key: Any) -> np.ndarray:
         try:
