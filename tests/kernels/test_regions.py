@@ -65,6 +65,12 @@ def test_a_3d_region_joined_only_through_a_corner_across_slabs(monkeypatch):
     assert values.tolist() == [5, 6] and regions.tolist() == [1, 1]
 
 
-def test_more_than_three_dimensions_are_refused():
+@pytest.mark.parametrize("shape", [(2, 2, 2, 2), ()])
+def test_other_dimensions_are_refused(shape):
     with pytest.raises(ValueError, match="1-D to 3-D"):
-        regions_per_value(np.ones((2, 2, 2, 2), np.uint8))
+        regions_per_value(np.ones(shape, np.uint8))
+
+
+def test_an_empty_mask_has_no_regions():
+    values, regions = regions_per_value(np.zeros((0, 4), np.uint16))
+    assert values.size == 0 and regions.size == 0

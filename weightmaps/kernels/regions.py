@@ -42,10 +42,10 @@ def regions_per_value(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     labels = np.asarray(labels)
     if labels.dtype == bool:
         labels = labels.view(np.uint8)
+    if not 1 <= labels.ndim <= 3:
+        raise ValueError(f"labels must be 1-D to 3-D, got shape {labels.shape}")
     if labels.size == 0:
         return np.zeros(0, labels.dtype), np.zeros(0, np.int64)
-    if labels.ndim > 3:
-        raise ValueError(f"labels must be 1-D to 3-D, got shape {labels.shape}")
     from weightmaps.kernels import _regions_nb as kernels
 
     # Axis 0 stays axis 0, the one split among threads: (n,) -> (n, 1, 1)
