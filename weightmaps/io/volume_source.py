@@ -107,8 +107,7 @@ class _GuardedArray:
             return chunk
 
     def _read(self, key: Any) -> np.ndarray:
-        region = None if self._chunks is None else self._region(key)
-        if region is None or self._chunks is None:
+        if self._chunks is None or (region := self._region(key)) is None:
             return np.asarray(self.array[key])
         out = np.empty(tuple(b - a for a, b in region), self.dtype)
         spans = [range(a // c, -(-b // c)) for (a, b), c in zip(region, self._chunks, strict=True)]

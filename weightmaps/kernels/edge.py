@@ -153,12 +153,13 @@ def edge_weight_map(
         m = _foreground(mask, ignore_index)
         weights = box_sum(m, kernel_size)
         flat_weights, flat_m = weights.ravel(), m.ravel()
+        threads = threads_for(m.size)
         run_parts(
             lambda p: edge_weights_in_place(
                 flat_weights[p[0] : p[1]], flat_m[p[0] : p[1]], scale, float(alpha)
             ),
-            split_range(m.size, threads_for(m.size)),
-            threads_for(m.size),
+            split_range(m.size, threads),
+            threads,
         )
     else:
         if not np.issubdtype(mask.dtype, np.integer):
