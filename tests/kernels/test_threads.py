@@ -51,6 +51,12 @@ def test_box_sum_and_edge_threads_same_bytes(split_everything, shape, threads):
     with kernel_threads(threads):
         np.testing.assert_array_equal(box_sum(mask, 7), one_box)
         np.testing.assert_array_equal(edge_weight_map(mask, kernel_size=7), one_edge)
+    # An integer mask, its ignored pixels (2) neither foreground nor weighted.
+    ids = (random_instances(shape, 30, seed=33) % 3).astype(np.uint8)
+    one_ids = edge_weight_map(ids, kernel_size=7, ignore_index=2)
+    with kernel_threads(threads):
+        split = edge_weight_map(ids, kernel_size=7, ignore_index=2)
+    assert split.tobytes() == one_ids.tobytes()
 
 
 def test_threads_belong_to_the_calling_thread():
@@ -158,6 +164,33 @@ def test_counting_and_painting_split_give_bincount_and_take(split_everything, th
         np.testing.assert_array_equal(counts, np.bincount(as_intp, minlength=4))
         assert counts.dtype == np.intp
         np.testing.assert_array_equal(painted, table[as_intp].reshape(-1, 1))
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int16, np.int32, np.uint32, np.int64])
+def test_counting_runs_gives_bincount(split_everything, threads, dtype):
+    """Ids in runs (as in masks) whose ends fall on and across the parts' seams,
+    the largest id of the dtype, one id only, and no ids at all."""
+    from weightmaps._shared.counting import count_ids
+
+    rng = np.random.default_rng(4)
+    top = min(np.iinfo(dtype).max, 70000)
+    lengths = rng.integers(1, 40, 300)
+    ids = np.repeat(rng.integers(0, top + 1, lengths.size), lengths).astype(dtype)
+    ids[-3:] = top
+    for values in (ids, ids[:1], np.full(1001, 5, dtype), ids[:0]):
+        expected = np.bincount(values.astype(np.intp), minlength=3)
+        with kernel_threads(threads):
+            counts = count_ids(values, minlength=3)
+        assert counts.dtype == expected.dtype
+        np.testing.assert_array_equal(counts, expected)
+
+
+def test_counting_refuses_negative_ids():
+    from weightmaps._shared.counting import count_ids
+
+    with pytest.raises(ValueError, match="non-negative"):
+        count_ids(np.array([3, -1, 2], np.int16))
 
 
 def test_maps_of_a_mask_split_over_threads_give_the_bytes_of_one(split_everything):

@@ -1,8 +1,9 @@
 """Counting ids and painting them through a table, split over the kernel threads.
 
-numpy's ``bincount`` and ``take`` release the GIL but run on one core; on a
-large mask the calling thread's kernel threads (:mod:`weightmaps._shared.threads`)
-each take a contiguous part. The results are those of one call on the whole.
+Counting runs compiled and ``take`` releases the GIL, but each call runs on
+one core; on a large mask the calling thread's kernel threads
+(:mod:`weightmaps._shared.threads`) each take a contiguous part. The results
+are those of one call of ``np.bincount`` or ``np.take`` on the whole.
 """
 
 from __future__ import annotations
@@ -17,6 +18,10 @@ __all__ = ["count_ids", "paint_ids"]
 def count_ids(values: np.ndarray, minlength: int = 0) -> np.ndarray:
     """``np.bincount(values.ravel(), minlength=minlength)`` for non-negative integer ids.
 
+    Integer ids are counted a run at a time by a compiled loop
+    (:mod:`weightmaps.kernels._count_nb`), each thread its own part; the
+    counts are those of ``np.bincount``, also in length and dtype.
+
     Examples
     --------
     >>> count_ids(np.array([[0, 2], [2, 2]], np.uint8)).tolist()
@@ -25,24 +30,23 @@ def count_ids(values: np.ndarray, minlength: int = 0) -> np.ndarray:
     flat = np.asarray(values).ravel()
     if flat.dtype == bool:
         flat = flat.view(np.uint8)
-    # bincount takes intp; uint64 ids are turned into it part by part.
-    cast = not np.can_cast(flat.dtype, np.intp)
+    if flat.dtype.kind not in "iu" or flat.size == 0:
+        return np.bincount(flat, minlength=minlength)
+    if flat.dtype.kind == "i" and flat.min() < 0:
+        raise ValueError("ids must be non-negative")
+    from weightmaps.kernels._count_nb import count_runs
+
+    length = max(int(flat.max()) + 1, minlength)
     parts = split_range(flat.size, threads_for(flat.size))
-    counts: list[np.ndarray] = [np.zeros(0, np.intp)] * len(parts)
-
-    def count(index: int) -> None:
-        lo, hi = parts[index]
-        part = flat[lo:hi].astype(np.intp) if cast else flat[lo:hi]
-        counts[index] = np.bincount(part, minlength=minlength)
-
-    if not parts:
-        return np.bincount(flat.astype(np.intp), minlength=minlength)
-    run_parts(count, range(len(parts)), len(parts))
-    if len(counts) == 1:
-        return counts[0]
-    total = np.zeros(max(c.size for c in counts), np.intp)
-    for part_counts in counts:
-        total[: part_counts.size] += part_counts
+    counts = [np.zeros(length, np.intp) for _ in parts]
+    run_parts(
+        lambda index: count_runs(flat[parts[index][0] : parts[index][1]], counts[index]),
+        range(len(parts)),
+        len(parts),
+    )
+    total = counts[0]
+    for part_counts in counts[1:]:
+        total += part_counts
     return total
 
 
