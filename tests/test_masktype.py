@@ -282,10 +282,16 @@ def test_threshold_recorded_only_when_noise_was_cut():
 
 
 @pytest.mark.parametrize("ndim", [1, 2, 3, 4])
-def test_uniform_pixels_match_the_3x3_maximum_and_minimum_filters(ndim):
-    """Oracle: a pixel is uniform where the 3^d maximum equals the 3^d minimum."""
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_uniform_pixels_match_the_3x3_maximum_and_minimum_filters(monkeypatch, ndim, threads):
+    """Oracle: a pixel is uniform where the 3^d maximum equals the 3^d minimum;
+    split in slabs over threads (however small the mask) or not."""
     from scipy import ndimage
 
+    import weightmaps._shared.threads
+    from weightmaps._shared.threads import kernel_threads
+
+    monkeypatch.setattr(weightmaps._shared.threads, "PARALLEL_PIXELS", 1)
     rng = np.random.default_rng(ndim)
     for _ in range(200):
         shape = tuple(int(n) for n in rng.integers(1, 8, ndim))
@@ -295,7 +301,9 @@ def test_uniform_pixels_match_the_3x3_maximum_and_minimum_filters(ndim):
             values = typed.view(np.uint8) if dtype is bool else typed
             high = ndimage.maximum_filter(values, size=3, mode="nearest")
             low = ndimage.minimum_filter(values, size=3, mode="nearest")
-            np.testing.assert_array_equal(uniform_pixels(typed), high == low)
+            with kernel_threads(threads):
+                uniform = uniform_pixels(typed)
+            np.testing.assert_array_equal(uniform, high == low)
 
 
 def test_uniform_pixels_by_hand():

@@ -399,6 +399,23 @@ def test_the_default_window_on_small_objects_warns(tmp_path):
     assert _edge_warnings(tmp_path, _disks(radius=6.0), edge_kernel=7) == {}
 
 
+@pytest.mark.parametrize("threads", [1, 3])
+def test_the_window_warning_counts_objects_alike_on_threads(monkeypatch, threads):
+    """25 small disks without a core pixel and two 50 px squares with one; the
+    count is split over threads however small the mask."""
+    import weightmaps._shared.threads
+    from weightmaps._shared.threads import kernel_threads
+
+    monkeypatch.setattr(weightmaps._shared.threads, "PARALLEL_PIXELS", 1)
+    mask = np.zeros((200, 320), np.uint16)
+    mask[:, :200] = _disks(radius=6.0)
+    mask[20:70, 230:280] = 26
+    mask[120:170, 230:280] = 27
+    with kernel_threads(threads):
+        result = weightmaps.compute_maps(mask, weightmaps.MapSettings(), kinds="edge")
+    assert "k = 31 covers 25 of 27 objects whole (median diameter 12 px)" in result.warnings["edge"]
+
+
 def test_the_default_window_on_large_objects_says_nothing(tmp_path):
     assert _edge_warnings(tmp_path, _disks(radius=60.0, shape=(512, 512), spacing=170)) == {}
 

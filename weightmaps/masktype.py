@@ -47,6 +47,7 @@ from __future__ import annotations
 import numpy as np
 
 from weightmaps._shared.counting import count_ids
+from weightmaps._shared.threads import run_parts, split_range, threads_for
 
 __all__ = [
     "MASK_TYPES",
@@ -212,6 +213,25 @@ def uniform_pixels(mask: np.ndarray) -> np.ndarray:
            [1, 1, 0, 0, 1]])
     """
     mask = np.asarray(mask)
+    if mask.ndim == 0:
+        return np.ones(mask.shape, bool)
+    uniform = np.empty(mask.shape, bool)
+    # Slabs along axis 0 on the kernel threads, each read with the plane on
+    # either side: a pixel looks no further than its neighbours.
+    n = mask.shape[0]
+    slabs = split_range(n, threads_for(mask.size))
+
+    def slab(part: tuple[int, int]) -> None:
+        lo, hi = part
+        start, stop = max(lo - 1, 0), min(hi + 1, n)
+        uniform[lo:hi] = _uniform_in(mask[start:stop])[lo - start : hi - start]
+
+    run_parts(slab, slabs, len(slabs))
+    return uniform
+
+
+def _uniform_in(mask: np.ndarray) -> np.ndarray:
+    """:func:`uniform_pixels` of a whole array, on the calling thread."""
     uniform = np.ones(mask.shape, bool)
     # One axis at a time: a pixel is uniform over axes 0..k when it equals its
     # two neighbours along k and both are uniform over axes 0..k-1. A neighbour

@@ -75,10 +75,19 @@ def _foreground(mask: np.ndarray, ignore_index: int | None) -> np.ndarray:
     if mask.dtype == bool:
         return mask.astype(np.float32)
     if np.issubdtype(mask.dtype, np.integer):
-        fg = mask != 0
-        if ignore_index is not None:
-            fg &= mask != ignore_index
-        return fg.astype(np.float32)
+        out = np.empty(mask.shape, np.float32)
+        flat_mask, flat_out = mask.reshape(-1), out.reshape(-1)
+
+        def part(bounds: tuple[int, int]) -> None:
+            values = flat_mask[bounds[0] : bounds[1]]
+            fg = values != 0
+            if ignore_index is not None:
+                fg &= values != ignore_index
+            flat_out[bounds[0] : bounds[1]] = fg
+
+        parts = split_range(flat_mask.size, threads_for(flat_mask.size))
+        run_parts(part, parts, len(parts))
+        return out
     if not np.issubdtype(mask.dtype, np.floating):
         raise TypeError(f"mask must be bool, integer or float, got dtype {mask.dtype}")
     if not np.all(np.isfinite(mask)) or mask.min() < 0 or mask.max() > 1:

@@ -60,8 +60,16 @@ def regions_per_value(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     for start, _ in slabs[1:]:
         kernels.join_planes(view, parent, start, start + 1, start - 1)
     flat = view.ravel()
-    pixels = np.flatnonzero(flat)
-    roots = pixels[parent[pixels] == pixels]  # one pixel per region
-    values, regions = np.unique(flat[roots], return_counts=True)
+    plane = flat.size // view.shape[0]
+    root_values: list[np.ndarray] = [np.zeros(0, flat.dtype)] * len(slabs)
+
+    def find_roots(index: int) -> None:
+        lo, hi = slabs[index][0] * plane, slabs[index][1] * plane
+        pixels = np.flatnonzero(flat[lo:hi]) + lo
+        roots = pixels[parent[pixels] == pixels]  # one pixel per region
+        root_values[index] = flat[roots]
+
+    run_parts(find_roots, range(len(slabs)), len(slabs))
+    values, regions = np.unique(np.concatenate(root_values), return_counts=True)
     return values, regions.astype(np.int64)
 

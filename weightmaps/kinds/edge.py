@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from weightmaps._shared.checks import check_kernel_size
+from weightmaps._shared.threads import run_parts, split_range, threads_for
 from weightmaps.kinds.spec import MapContext, MapKind, Param, numbers_from_text
 from weightmaps.masktype import MaskTypeError
 
@@ -196,30 +197,53 @@ def _extent_advice(shape: Sequence[int], k: int) -> str | None:
     return None
 
 
+def _ids_on_core(
+    objects: np.ndarray, classes: np.ndarray, weights: np.ndarray, tolerance: float
+) -> int:
+    """How many distinct ids ``objects`` holds on foreground pixels whose weight is
+    within ``tolerance`` of 1; parts of the mask on the kernel threads."""
+    from weightmaps.masktype import distinct_values
+
+    flat = [a.reshape(-1) for a in (objects, classes, weights)]
+    parts = split_range(flat[0].size, threads_for(flat[0].size))
+    chosen: list[np.ndarray] = [np.zeros(0, objects.dtype)] * len(parts)
+
+    def choose(index: int) -> None:
+        lo, hi = parts[index]
+        ids, part_classes, part_weights = (a[lo:hi] for a in flat)
+        core = (part_classes == 1) & (np.abs(part_weights - 1.0) < tolerance)
+        chosen[index] = ids[core]
+
+    run_parts(choose, range(len(parts)), len(parts))
+    return int(distinct_values(np.concatenate(chosen)).size)
+
+
 def _object_advice(prepared: Any, weights: np.ndarray, k: int, alpha: float) -> str | None:
     """The window against the objects: most of them edge weight through and through."""
     from scipy import ndimage
 
     from weightmaps.kernels.objects import object_diameters
 
-    foreground = prepared.classes == 1
-    if not foreground.any():
-        return None
-    # A pixel stays at weight 1 where its k-window holds foreground only (the
-    # zero padding outside the mask counts as background, as in the map): read
-    # off the map, where any other pixel differs from 1 by alpha / k^d or more.
-    core = foreground & (np.abs(weights - 1.0) < abs(alpha) / (2.0 * k**weights.ndim))
     if prepared.mask_type == "instance":
         # The mask's own ids (carved when asked), ignored pixels none: not
         # prepared.instances, which would keep a copy after the maps freed it.
+        # Without foreground they hold no object and the advice is None below.
         values = prepared.values
         objects = values if prepared.ignore is None else np.where(prepared.ignore, 0, values)
     else:
+        foreground = prepared.classes == 1
+        if not foreground.any():
+            return None
         structure = ndimage.generate_binary_structure(foreground.ndim, foreground.ndim)
         objects, _ = ndimage.label(foreground, structure=structure)
+    # A pixel stays at weight 1 where its k-window holds foreground only (the
+    # zero padding outside the mask counts as background, as in the map): read
+    # off the map, where any other pixel differs from 1 by alpha / k^d or more.
+    tolerance = abs(alpha) / (2.0 * k**weights.ndim)
+    with_core = _ids_on_core(objects, prepared.classes, weights, tolerance)
     diameters, on_border = object_diameters(objects)
     count = diameters.size
-    filled = count - np.count_nonzero(np.unique(objects[core]))
+    filled = count - with_core
     if 2 * filled <= count:
         return None
     median = float(np.median(diameters[~on_border] if (~on_border).any() else diameters))
