@@ -977,3 +977,20 @@ def test_separate_touching_writes_carved_target(masks, tmp_path):
     (out / "nuclei/nuclei_00.target.tif").unlink()
     again = run(masks, out, glob=["nuclei/*", "binary/*"], separate_touching=True)
     assert again.reasons == {"nuclei/nuclei_00.tif": {"target": "output missing"}}
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_map_statistics_on_threads_are_numpys_in_the_same_order(monkeypatch, threads):
+    import weightmaps._shared.threads
+    from weightmaps._shared.threads import kernel_threads
+    from weightmaps.pipeline.mask_jobs import _map_stats
+
+    monkeypatch.setattr(weightmaps._shared.threads, "PARALLEL_PIXELS", 1)
+    array = np.random.default_rng(6).random((300, 500), np.float32) * 7 - 2
+    with kernel_threads(threads):
+        stats = _map_stats(array)
+    assert list(stats.items()) == [
+        ("min", float(array.min())),
+        ("max", float(array.max())),
+        ("mean", float(array.mean(dtype=np.float64))),
+    ]

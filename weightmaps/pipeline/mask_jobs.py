@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from weightmaps._shared.threads import kernel_threads
+from weightmaps._shared.threads import kernel_threads, run_parts, threads_for
 from weightmaps.io.header import MaskReadError
 from weightmaps.io.names import output_name
 from weightmaps.io.read import is_lossy, read_mask
@@ -148,11 +148,18 @@ def prepare_mask_job(job: Job) -> Prepared | Failed:
 
 
 def _map_stats(array: np.ndarray) -> dict[str, float]:
-    return {
-        "min": float(array.min()),
-        "max": float(array.max()),
-        "mean": float(array.mean(dtype=np.float64)),
-    }
+    stats: dict[str, float] = {}
+
+    def measure(what: str) -> None:
+        if what == "mean":
+            stats["mean"] = float(array.mean(dtype=np.float64))
+        else:
+            stats["min"], stats["max"] = float(array.min()), float(array.max())
+
+    # Each a whole-array reduction (the mean's sum in numpy's order), the mean
+    # on one of the job's threads and the extremes on another.
+    run_parts(measure, ["mean", "extremes"], min(threads_for(array.size), 2))
+    return {what: stats[what] for what in ("min", "max", "mean")}
 
 
 def write_outputs(job: Job, source: Source, result: MaskMaps) -> Written | Failed:
