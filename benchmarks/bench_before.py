@@ -20,7 +20,8 @@ compared runs interleaved and medians taken (the machine is shared):
   ``generate`` of one 4096^2 mask and one 96x256x256 volume pinned to one
   core against two;
 - cold start: the first mask of a fresh process whose numba cache is empty
-  (a fresh install) and whose cache is full, per kind asked for.
+  (a fresh install) and whose cache is full, per kind asked for, and the
+  first mask after `weightmaps compile` (which `make install` runs).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import time
 from pathlib import Path
 
 import numpy as np
@@ -111,15 +113,19 @@ _CHILD = textwrap.dedent(
 )
 
 
-def _child(tree: Path, args: dict, env: dict | None = None) -> dict:
-    environment = {
-        **os.environ,
-        "PYTHONPATH": str(tree),
+def _child(tree: Path, args: dict, env: dict | None = None, *, fixed_mmap: bool = True) -> dict:
+    environment = {**os.environ, "PYTHONPATH": str(tree)}
+    if fixed_mmap:
         # A fixed mmap threshold: freed buffers of 1 MiB and more go back to
         # the system, so peak RSS is the memory in use (see bench_scale).
-        "MALLOC_MMAP_THRESHOLD_": str(1 << 20),
-        **(env or {}),
-    }
+        # Not for the thread rows: every large buffer then comes back as
+        # fresh pages whose faults cost two threads more than one (a 2048^2
+        # compute_maps: 1.4x on two threads with it, 1.6x with glibc's
+        # default, which is what users run with).
+        environment["MALLOC_MMAP_THRESHOLD_"] = str(1 << 20)
+    else:
+        environment.pop("MALLOC_MMAP_THRESHOLD_", None)
+    environment.update(env or {})
     out = subprocess.run(
         [sys.executable, "-c", _CHILD, json.dumps(args)],
         capture_output=True,
@@ -314,7 +320,7 @@ def thread_rows(tmp: Path, repeat: int) -> list[dict]:
         tifffile.imwrite(path, labels)
         for what, unet_only in (("three maps", False), ("U-Net map alone", True)):
             args = {"mode": "threads", "mask": str(path), "repeat": repeat, "unet_only": unet_only}
-            t = _child(ROOT, args)
+            t = _child(ROOT, args, fixed_mmap=False)
             speedup = t["1"] / t["2"]
             rows.append(
                 row(
@@ -367,7 +373,7 @@ def generate_core_rows(tmp: Path, repeat: int) -> list[dict]:
                     "warm": str(warm),
                     "cores": cores,
                 }
-                times[cores].append(_child(ROOT, args)["seconds"])
+                times[cores].append(_child(ROOT, args, fixed_mmap=False)["seconds"])
                 shutil.rmtree(out)
                 shutil.rmtree(f"{out}_warm")
         shutil.rmtree(masks)
@@ -416,7 +422,35 @@ def cold_rows(tmp: Path, before: Path | None) -> list[dict]:
                     "imports, numba compilation or cache loading, one 512^2 mask",
                 )
             )
+    rows.append(_after_compile_row(tmp, masks))
     return rows
+
+
+def _after_compile_row(tmp: Path, masks: Path) -> dict:
+    """The first mask once ``weightmaps compile`` (which ``make install`` runs) has run."""
+    cache = tmp / "numba_compiled"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "NUMBA_CACHE_DIR": str(cache)}
+    start = time.perf_counter()
+    subprocess.run(
+        [sys.executable, "-m", "weightmaps", "compile"], env=env, cwd=tmp, check=True,
+        capture_output=True,
+    )  # fmt: skip
+    compiling = time.perf_counter() - start
+    args = {
+        "mode": "generate",
+        "masks": str(masks),
+        "out": str(tmp / "cold_out_compiled"),
+        "options": {"workers": 1, "kinds": ["unet", "edge", "balance"]},
+    }
+    first = _child(ROOT, args, env={"NUMBA_CACHE_DIR": str(cache)})["since_start"]
+    shutil.rmtree(tmp / "cold_out_compiled")
+    return row(
+        "first mask of a process (ours) after `weightmaps compile`, --kinds unet,edge,balance",
+        f"{first:.1f} s; `weightmaps compile` itself {compiling:.1f} s",
+        "reported",
+        None,
+        "the compile step as make install runs it: every kind, 2-D and 3-D",
+    )
 
 
 def main() -> int:
