@@ -19,7 +19,7 @@ def count_ids(values: np.ndarray, minlength: int = 0) -> np.ndarray:
     """``np.bincount(values.ravel(), minlength=minlength)`` for non-negative integer ids.
 
     Integer ids are counted a run at a time by a compiled loop
-    (:mod:`weightmaps.kernels._count_nb`), each thread its own part; the
+    (:mod:`weightmaps._shared._count_nb`), each thread its own part; the
     counts are those of ``np.bincount``, also in length and dtype.
 
     Examples
@@ -34,7 +34,7 @@ def count_ids(values: np.ndarray, minlength: int = 0) -> np.ndarray:
         return np.bincount(flat, minlength=minlength)
     if flat.dtype.kind == "i" and flat.min() < 0:
         raise ValueError("ids must be non-negative")
-    from weightmaps.kernels._count_nb import count_runs
+    from weightmaps._shared._count_nb import count_runs
 
     length = max(int(flat.max()) + 1, minlength)
     parts = split_range(flat.size, threads_for(flat.size))
