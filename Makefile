@@ -30,6 +30,9 @@ $(STAMP): pyproject.toml
 	# integrations-test: MONAI (16 MB), albumentations (with OpenCV, 180 MB) and
 	# npe2 (11 MB), so the integration tests run; docs: the site's builders.
 	$(PY) -m pip install -e '.[dev,dask,integrations-test,docs]'
+	# The CPU kernels compiled now (about 15 s on 2 cores) into numba's cache
+	# beside the sources, rather than during the first mask of the first run.
+	$(PY) -m weightmaps compile
 	touch $(STAMP)
 
 install: $(STAMP)

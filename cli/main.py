@@ -275,6 +275,34 @@ def check(masks: tuple[Path, ...], out: Path, verbose: bool, **params: Any) -> N
     sys.exit(report.exit_code)
 
 
+@main.command("compile")
+@click.option("--kinds", callback=parse_kinds, help="Maps to compile for [default: every kind].")
+@click.option(
+    "--ndim",
+    type=click.Choice(["2", "3"]),
+    multiple=True,
+    help="Mask dimensions to compile for (repeatable) [default: 2 and 3].",
+)
+@usage_errors
+def compile_kernels(kinds: tuple[str, ...] | None, ndim: tuple[str, ...]) -> None:
+    """Compile the CPU kernels now, into numba's disk cache.
+
+    A machine's first run compiles the kernels it uses (seconds) and later
+    runs load them; this pays that once ahead of time, e.g. while building
+    a container image or setting up a cluster's environment.
+    """
+    import time
+
+    from weightmaps.warmup import warm_up
+
+    start = time.perf_counter()
+    seconds = warm_up(kinds, ndims=tuple(int(n) for n in ndim) or (2, 3))
+    click.echo(
+        f"kernels ready in {time.perf_counter() - start:.1f} s "
+        f"({seconds:.1f} s of it compiling; 0 when already cached)"
+    )
+
+
 main.add_command(stats)
 main.add_command(preview)
 

@@ -34,6 +34,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "weightmaps.preview",
             "weightmaps.preview_panels",
             "weightmaps.recompute",
+            "weightmaps.warmup",
         ),
     ),
     ("files", ("weightmaps.io",)),
