@@ -36,17 +36,19 @@ def count_ids(values: np.ndarray, minlength: int = 0) -> np.ndarray:
         raise ValueError("ids must be non-negative")
     from weightmaps._shared._count_nb import count_runs
 
-    length = max(int(flat.max()) + 1, minlength)
     parts = split_range(flat.size, threads_for(flat.size))
-    counts = [np.zeros(length, np.intp) for _ in parts]
-    run_parts(
-        lambda index: count_runs(flat[parts[index][0] : parts[index][1]], counts[index]),
-        range(len(parts)),
-        len(parts),
-    )
-    total = counts[0]
-    for part_counts in counts[1:]:
-        total += part_counts
+    counts: list[np.ndarray] = [np.zeros(0, np.intp)] * len(parts)
+
+    def count(index: int) -> None:
+        part = flat[parts[index][0] : parts[index][1]]
+        counts[index] = np.zeros(max(int(part.max()) + 1, minlength), np.intp)
+        count_runs(part, counts[index])
+
+    run_parts(count, range(len(parts)), len(parts))
+    total = max(counts, key=len)
+    for part_counts in counts:
+        if part_counts is not total:
+            total[: part_counts.size] += part_counts
     return total
 
 

@@ -30,13 +30,6 @@ def _class_array(mask: np.ndarray) -> np.ndarray:
     return mask
 
 
-def _counted(mask: np.ndarray, ignore_index: int | None) -> np.ndarray:
-    values = mask.ravel()
-    if ignore_index is not None:
-        values = values[values != ignore_index]
-    return values
-
-
 # Class ids below this are histogrammed with bincount / painted with a lookup
 # table, which is linear time; others (instance ids, negatives) fall back to a sort.
 _DENSE_IDS = 1 << 16
@@ -77,10 +70,14 @@ def class_counts(mask: np.ndarray, *, ignore_index: int | None = None) -> ClassC
     >>> c.pixels, c.total
     ({0: 3, 1: 2}, 5)
     """
-    values = _counted(_class_array(mask), ignore_index)
-    classes, counts = _histogram(values)
+    # Every class counted, then the ignored one dropped: no copy of the mask
+    # without its ignored pixels.
+    classes, counts = _histogram(_class_array(mask).ravel())
+    if ignore_index is not None:
+        kept = classes != ignore_index
+        classes, counts = classes[kept], counts[kept]
     pixels = {int(c): int(n) for c, n in zip(classes, counts, strict=True)}
-    total = int(values.size)
+    total = int(counts.sum())
     return ClassCounts(pixels=pixels, image_pixels={c: total for c in pixels})
 
 
