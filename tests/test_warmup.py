@@ -85,6 +85,7 @@ def test_after_compile_the_first_masks_compile_nothing(tmp_path):
 
 def test_compile_refuses_what_it_cannot_compile():
     from weightmaps.cli.main import main
+
     from weightmaps.warmup import warm_up
 
     result = CliRunner().invoke(main, ["compile", "--kinds", "nope"])

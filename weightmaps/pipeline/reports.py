@@ -132,7 +132,10 @@ class GenerateReport:
         working = self.elapsed
         # Said from a second on: below, it changes no figure worth a line.
         if self.compile_seconds >= 1.0:
-            text += f", about {self.compile_seconds:.1f} s of it compiling kernels (first run)"
+            text += (
+                f", about {self.compile_seconds:.1f} s of it compiling kernels "
+                "(first run; `weightmaps compile` does it ahead)"
+            )
             working = max(self.elapsed - self.compile_seconds, 0.0)
         if working <= 0:
             return text
