@@ -118,7 +118,14 @@ READ_OPTIONS: list[Callable] = [
 # The library's messages advise in Python keywords (mask_type='binary',
 # channel=); the commands show their options (--mask-type binary, --channel).
 _KEYWORDS = frozenset(PARAMS) | {"channel", "rgb_rule", "glob", "max_pixels"}
-_KEYWORD = re.compile(r"(?<![\w./\\-])([a-z][a-z0-9_]*)=(?:'([^']*)'|(-?\w[\w.:,]*))?")
+# A value is quoted, or plain: words and numbers joined by ":" or ","
+# (zlib:1, 2,0.5,0.5, 1e-5). Neither a keyword nor a plain value may touch
+# more of a path (a file named sigma=3.tif, a folder w0=5/ stay as they are).
+_PLAIN = r"-?\w+(?:\.\d+)?(?:[eE][-+]?\d+)?(?:[:,]-?\w+(?:\.\d+)?(?:[eE][-+]?\d+)?)*"
+_KEYWORD = re.compile(
+    rf"(?<![\w./\\-])([a-z][a-z0-9_]*)="
+    rf"(?:'([^']*)'|({_PLAIN})(?![\w/\\-]|\.[\w/\\])|(?=[\s,;)]|$))"
+)
 
 
 def cli_words(text: str) -> str:
@@ -132,6 +139,8 @@ def cli_words(text: str) -> str:
     'name --mask-type instance or --mask-type semantic'
     >>> cli_words("pass channel= or rgb_rule= to read it; channel=4 but")
     'pass --channel or --rgb-rule to read it; --channel 4 but'
+    >>> cli_words("cannot read sigma=3.tif: truncated")
+    'cannot read sigma=3.tif: truncated'
     """
 
     def option(match: re.Match[str]) -> str:

@@ -685,3 +685,16 @@ def test_stats_on_a_jpeg_file_and_nothing_found(tmp_path):
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["mask_types"] == {"binary": 2}
     assert sorted(json.loads(result.stdout)["per_mask"]) == ["other.png", "polyp.jpg"]
+
+
+def test_a_file_named_like_an_option_keeps_its_name_in_messages(tmp_path):
+    """The library's advice (sigma=2) becomes an option (--sigma 2); a mask
+    named sigma=3.tif, or one in a folder w0=5, is named as it is."""
+    masks = tmp_path / "masks"
+    (masks / "w0=5").mkdir(parents=True)
+    (masks / "sigma=3.tif").write_bytes(b"II*\x00not a tiff")
+    (masks / "w0=5" / "m.tif").write_bytes(b"II*\x00not a tiff")
+    result = cli("generate", masks, tmp_path / "out")
+    assert result.exit_code == 1, result.output
+    assert "sigma=3.tif" in result.output and "w0=5/m.tif" in result.output
+    assert "--sigma" not in result.output and "--w0" not in result.output
