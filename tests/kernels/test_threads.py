@@ -186,11 +186,12 @@ def test_counting_runs_gives_bincount(split_everything, threads, dtype):
         np.testing.assert_array_equal(counts, expected)
 
 
-def test_counting_refuses_negative_ids():
+@pytest.mark.parametrize("threads", [1, 3])
+def test_counting_refuses_negative_ids(split_everything, threads):
     from weightmaps._shared.counting import count_ids
 
-    with pytest.raises(ValueError, match="non-negative"):
-        count_ids(np.array([3, -1, 2], np.int16))
+    with kernel_threads(threads), pytest.raises(ValueError, match="non-negative"):
+        count_ids(np.array([3, 2, 5, -1], np.int16))  # in the last part on 3 threads
 
 
 def test_maps_of_a_mask_split_over_threads_give_the_bytes_of_one(split_everything):

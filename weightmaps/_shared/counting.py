@@ -32,8 +32,6 @@ def count_ids(values: np.ndarray, minlength: int = 0) -> np.ndarray:
         flat = flat.view(np.uint8)
     if flat.dtype.kind not in "iu" or flat.size == 0:
         return np.bincount(flat, minlength=minlength)
-    if flat.dtype.kind == "i" and flat.min() < 0:
-        raise ValueError("ids must be non-negative")
     from weightmaps._shared._count_nb import count_runs
 
     parts = split_range(flat.size, threads_for(flat.size))
@@ -41,6 +39,8 @@ def count_ids(values: np.ndarray, minlength: int = 0) -> np.ndarray:
 
     def count(index: int) -> None:
         part = flat[parts[index][0] : parts[index][1]]
+        if flat.dtype.kind == "i" and part.min() < 0:
+            raise ValueError("ids must be non-negative")
         counts[index] = np.zeros(max(int(part.max()) + 1, minlength), np.intp)
         count_runs(part, counts[index])
 
