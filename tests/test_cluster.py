@@ -165,3 +165,31 @@ def test_a_failing_job_fails_alone_not_its_batch_mates(client):
     assert sorted(results) == sorted(jobs)
     assert "failed on the cluster: RuntimeError: poisoned" in results.pop("poison").reason
     assert {job: r for job, r in results.items() if r != {"job": job}} == {}
+
+
+def test_local_workers_drop_only_the_heartbeat_error_of_a_closed_scheduler():
+    """A local worker whose heartbeat finds the client's scheduler closed says
+    nothing (a Ctrl-C test saw its traceback); its other errors still show."""
+    import logging
+    import threading
+
+    from weightmaps.pipeline.cluster import dask_setup
+
+    logger = logging.getLogger("distributed.worker")
+    before = list(logger.filters)
+    # Not the main thread: dask_setup leaves this process's SIGINT alone.
+    setup = threading.Thread(target=dask_setup, args=(None,))
+    setup.start()
+    setup.join()
+    try:
+        (added,) = [f for f in logger.filters if f not in before]
+
+        def record(message: str) -> logging.LogRecord:
+            return logger.makeRecord(logger.name, logging.ERROR, __file__, 1, message, (), None)
+
+        gone = record("Failed to communicate with scheduler during heartbeat.")
+        assert not logger.filter(gone)
+        assert logger.filter(record("Unexpected exception during heartbeat. Closing worker."))
+        assert logger.filter(record("Compute Failed"))
+    finally:
+        logger.removeFilter(added)
