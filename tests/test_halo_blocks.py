@@ -262,3 +262,90 @@ def test_volume_halos_without_a_chunked_map():
     ]
     unet = recipe.volume_halos(MapSettings(sigma=1.5), ["unet"], None, 2)
     assert unet == [recipe.VolumeHalo("the unet map", (HALO, HALO), unet[0].options)]
+
+
+# --- reported when the run is planned: --dry-run and check --------------------------
+
+
+def test_dry_run_and_check_report_the_refusal(tmp_path):
+    """Planned from the metadata and the spacing given: nothing is scheduled."""
+    masks, out = tmp_path / "masks", tmp_path / "out"
+    write_zarr(masks / "a_grown.zarr", labels(), (8, 16, 16))
+    write_zarr(masks / "b_small.zarr", labels((8, 16, 16)), (8, 16, 16))
+    options = ["--kinds", "unet", "--mask-type", "instance", "--sigma", "1.5",
+               "--max-chunk-bytes", "20000"]  # fmt: skip
+    dry = CliRunner().invoke(main, ["generate", str(masks), str(out), "--dry-run", *options])
+    assert dry.exit_code == 1, dry.output
+    assert f"FAILED a_grown.zarr: {REFUSAL}" in dry.output
+    assert not out.exists() or not list(out.glob("*.zarr"))
+    # check plans with the limits of the last generate run, which made b_small's map.
+    made = CliRunner().invoke(main, ["generate", str(masks), str(out), "--workers", "1", *options])
+    assert made.exit_code == 1 and f"FAILED a_grown.zarr: {REFUSAL}" in made.output
+    checked = CliRunner().invoke(main, ["check", str(masks), str(out)])
+    assert checked.exit_code == 1, checked.output
+    assert f"unreadable a_grown.zarr: {REFUSAL}" in checked.output
+    assert "1 current, 0 stale, 0 missing, 1 unreadable" in checked.output
+
+
+def test_a_tiff_is_planned_with_its_own_spacing(tmp_path):
+    """--spacing auto on a TIFF: its resolution tags, read at planning, grow the halo."""
+    import tifffile
+
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    # 0.1 pixels a unit along y and x (resolution 10 per unit), 1 along z.
+    tifffile.imwrite(
+        masks / "fine.tif", labels((16, 64, 64)), imagej=True, resolution=(10.0, 10.0),
+        metadata={"spacing": 1.0, "axes": "ZYX"},
+    )  # fmt: skip
+    options = {"chunked_above": 1, "chunks": 16, "max_chunk_bytes": 200000, "dry_run": True}
+    in_pixels = run(masks, tmp_path / "pixels", spacing=None, **options)
+    assert not in_pixels.failed
+    fine = run(masks, tmp_path / "fine", spacing="auto", **options)
+    assert "into blocks of up to 16x64x64" in fine.failed["fine.tif"]
+
+
+def test_a_zarr_with_spacing_auto_is_left_to_the_job(tmp_path, monkeypatch):
+    """Its OME scale needs the volume opened: planned as accepted, refused in the job."""
+    masks = tmp_path / "masks"
+    write_zarr(masks / "vol.zarr", labels(), (8, 16, 16))
+    planned = run(masks, tmp_path / "dry", spacing="auto", max_chunk_bytes=20000, dry_run=True)
+    assert not planned.failed
+    report = refused_unread(monkeypatch, masks, tmp_path / "out", spacing="auto",
+                            max_chunk_bytes=20000)  # fmt: skip
+    assert report.failed["vol.zarr"] == REFUSAL
+
+
+@pytest.mark.parametrize(
+    ("shape", "stored", "chunks"),
+    [
+        ((16, 64, 64), (8, 16, 16), None),
+        ((16, 64, 64), (8, 16, 16), 10),
+        ((1, 1, 16, 40, 40), (1, 1, 8, 16, 16), None),  # leading axes of one dropped
+        ((1, 40, 50), (1, 16, 16), 7),
+        ((40, 50), (40, 50), None),
+    ],
+)
+def test_the_planned_grid_is_the_jobs(tmp_path, shape, stored, chunks):
+    """processing_grid from the metadata gives the chunks open_volume's array has."""
+    from weightmaps.io.volume_source import open_volume
+    from weightmaps.io.volumes import inspect_volume, processing_grid
+
+    path = tmp_path / "v.zarr"
+    write_zarr(path, np.zeros(shape, np.uint16), stored)
+    volume, _, _ = open_volume(str(path), VolumeLimits(), chunks)
+    assert processing_grid(inspect_volume(path), chunks) == volume.chunks
+
+
+def test_the_planned_grid_of_a_tiff_is_the_jobs(tmp_path):
+    import tifffile
+
+    from weightmaps.io.volume_source import open_volume
+    from weightmaps.io.volumes import inspect_volume, processing_grid
+
+    for shape in [(40, 300, 270), (1, 5000, 300)]:
+        path = tmp_path / f"{len(shape)}_{shape[0]}.tif"
+        tifffile.imwrite(path, np.zeros(shape, np.uint8))
+        for chunks in (None, 100):
+            volume, _, _ = open_volume(str(path), VolumeLimits(), chunks)
+            assert processing_grid(inspect_volume(path), chunks) == volume.chunks, (shape, chunks)

@@ -15,8 +15,9 @@ volume's shape, data type and stored chunks are read from its metadata
 (:func:`inspect_volume`, no zarr needed) and checked (:func:`check_volume`)
 before anything is read or scheduled: when the run is planned and again in
 the job, and once more on what zarr itself read; the processing chunks grown
-by the maps' halos (:func:`check_halo_blocks`) in the job, once the spacing
-is known, still before any data is read. A refusal is one line
+by the maps' halos (:func:`check_halo_blocks`, on :func:`processing_grid`)
+when planned if the spacing is known by then, and in the job once it is,
+still before any data is read. A refusal is one line
 (:class:`VolumeRefused`). Zarr chunks missing from the store are counted
 from its listing, never by reading.
 
@@ -61,6 +62,7 @@ __all__ = [
     "is_big_tiff",
     "multiscales",
     "processing_chunks",
+    "processing_grid",
     "tree_size",
     "zarr_kind",
 ]
@@ -486,6 +488,32 @@ def processing_chunks(info: VolumeInfo, chunks: int | None) -> tuple[int, ...]:
     else:
         edges = (default_chunk_edge(info.shape),) * len(info.shape)
     return tuple(max(1, min(c, s)) for c, s in zip(edges, info.shape, strict=True))
+
+
+def processing_grid(info: VolumeInfo, chunks: int | None) -> tuple[tuple[int, ...], ...]:
+    """The chunks per axis a job computes the volume in, as a dask array's ``chunks``.
+
+    :func:`processing_chunks` along each axis, the last chunk the remainder;
+    leading axes of length 1 dropped while more than two are left, as the
+    job drops them when it opens the volume.
+
+    Examples
+    --------
+    >>> info = VolumeInfo(shape=(1, 600, 500), dtype=np.dtype("uint16"),
+    ...                   stored_chunks=(1, 600, 500), stored_name="TIFF strips")
+    >>> processing_grid(info, 256)
+    ((256, 256, 88), (256, 244))
+    """
+    edges = processing_chunks(info, chunks)
+    grid = [
+        (edge,) * (size // edge) + ((size % edge,) if size % edge else ())
+        for size, edge in zip(info.shape, edges, strict=True)
+    ]
+    shape = list(info.shape)
+    while len(grid) > 2 and shape[0] == 1:
+        grid.pop(0)
+        shape.pop(0)
+    return tuple(grid)
 
 
 def default_chunk_edge(shape: tuple[int, ...]) -> int:

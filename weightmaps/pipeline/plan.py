@@ -16,15 +16,19 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from weightmaps.io.tiff import read_spacing_unit
 from weightmaps.io.volumes import (
     DEFAULT_CHUNKED_ABOVE,
     DEFAULT_MAX_CHUNK_BYTES,
     DEFAULT_MAX_VOLUME_VOXELS,
+    VolumeInfo,
     VolumeLimits,
+    check_halo_blocks,
     check_volume,
     fingerprint,
     inspect_volume,
     is_big_tiff,
+    processing_grid,
     tree_size,
 )
 from weightmaps.io.writing import DEFAULT_COMPRESSION
@@ -141,8 +145,36 @@ class Run:
                 plan.todo[kind] = reason
         if plan.chunked and (plan.todo or self._counts_needed(plan)):
             # From the metadata, before anything is read or scheduled (VolumeRefused).
-            check_volume(inspect_volume(mask.path), self.volume_limits, self.chunks)
+            info = inspect_volume(mask.path)
+            check_volume(info, self.volume_limits, self.chunks)
+            self._check_grown_blocks(mask.path, info, plan)
         return plan
+
+    def _check_grown_blocks(self, path: Path, info: VolumeInfo, plan: Plan) -> None:
+        """The job's check of blocks grown by the maps' halos (VolumeRefused), here
+        when its inputs are known before the volume is opened: no spacing, the
+        one given, or a TIFF's own. A zarr's OME scale (``--spacing auto``), a
+        volume the job refuses for another reason, and a client without the
+        dask extra leave it to the job, which checks again either way.
+        """
+        from weightmaps.masktype import MaskTypeError
+        from weightmaps.pipeline.jobs import resolve_spacing
+        from weightmaps.recipe import volume_halos, volume_refusal
+
+        setting = self.settings.spacing
+        if setting == "auto" and path.is_dir():
+            return
+        kinds = [k for k in plan.todo if k in KINDS]
+        grid = processing_grid(info, self.chunks)
+        if volume_refusal(self.settings, kinds) is not None or len(grid) not in (2, 3):
+            return
+        try:
+            file_spacing = read_spacing_unit(path)[0] if setting == "auto" else None
+            spacing = resolve_spacing(setting, file_spacing, len(grid))
+            halos = volume_halos(self.settings, kinds, spacing, len(grid))
+        except (ImportError, OSError, MaskTypeError):
+            return
+        check_halo_blocks(grid, info.dtype, halos, self.volume_limits)
 
     def _counts_needed(self, plan: Plan) -> bool:
         """Will the dataset-scope balance pass read this mask for its counts?"""
