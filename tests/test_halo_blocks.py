@@ -305,15 +305,54 @@ def test_a_tiff_is_planned_with_its_own_spacing(tmp_path):
     assert "into blocks of up to 16x64x64" in fine.failed["fine.tif"]
 
 
-def test_a_zarr_with_spacing_auto_is_left_to_the_job(tmp_path, monkeypatch):
-    """Its OME scale needs the volume opened: planned as accepted, refused in the job."""
+def write_ome(path: Path, array: np.ndarray, chunks, scale) -> None:
+    image = zarr.create_group(str(path))
+    axes = "tczyx"[-array.ndim :]
+    image.attrs["multiscales"] = [
+        {
+            "version": "0.4",
+            "axes": [{"name": a} for a in axes],
+            "datasets": [
+                {"path": "0", "coordinateTransformations": [{"type": "scale", "scale": scale}]}
+            ],
+        }
+    ]
+    image.create_array("0", shape=array.shape, chunks=chunks, dtype=array.dtype)[:] = array
+
+
+def test_an_ome_zarr_is_planned_with_its_own_scale(tmp_path):
+    """--spacing auto on an OME-Zarr: its scale, read from the metadata at planning,
+    grows the halo; a plain zarr array has none (pixels)."""
     masks = tmp_path / "masks"
-    write_zarr(masks / "vol.zarr", labels(), (8, 16, 16))
-    planned = run(masks, tmp_path / "dry", spacing="auto", max_chunk_bytes=20000, dry_run=True)
-    assert not planned.failed
-    report = refused_unread(monkeypatch, masks, tmp_path / "out", spacing="auto",
-                            max_chunk_bytes=20000)  # fmt: skip
-    assert report.failed["vol.zarr"] == REFUSAL
+    write_ome(masks / "fine.ome.zarr", labels(), (8, 16, 16), [0.1, 0.1, 0.1])
+    write_zarr(masks / "plain.zarr", labels(), (8, 16, 16))
+    options = {"max_chunk_bytes": 200000, "dry_run": True}
+    planned = run(masks, tmp_path / "dry", spacing="auto", **options)
+    assert "halo of 80x80x80 into blocks of up to 16x64x64" in planned.failed["fine.ome.zarr"]
+    assert "plain.zarr" not in planned.failed
+
+
+@pytest.mark.parametrize(
+    ("shape", "chunks", "scale"),
+    [
+        ((16, 64, 64), (8, 16, 16), [2.0, 0.5, 0.25]),
+        ((1, 1, 16, 40, 40), (1, 1, 8, 16, 16), [1.0, 3.0, 2.0, 0.5, 0.25]),
+        ((1, 40, 50), (1, 16, 16), [5.0, 0.5, 0.25]),
+        ((40, 50), (16, 16), [0.5, 0.25]),
+    ],
+)
+def test_the_planned_spacing_is_the_jobs(tmp_path, shape, chunks, scale):
+    from weightmaps.io.volume_source import open_volume
+    from weightmaps.io.volumes import inspect_volume, processing_grid
+    from weightmaps.pipeline.plan import planned_file_spacing
+
+    path = tmp_path / "v.ome.zarr"
+    write_ome(path, np.zeros(shape, np.uint16), chunks, scale)
+    volume, job_scale, _ = open_volume(str(path), VolumeLimits(), None)
+    info = inspect_volume(path)
+    grid = processing_grid(info, None)
+    assert grid == volume.chunks
+    assert planned_file_spacing(path, info, len(grid)) == job_scale
 
 
 @pytest.mark.parametrize(
@@ -349,3 +388,17 @@ def test_the_planned_grid_of_a_tiff_is_the_jobs(tmp_path):
         for chunks in (None, 100):
             volume, _, _ = open_volume(str(path), VolumeLimits(), chunks)
             assert processing_grid(inspect_volume(path), chunks) == volume.chunks, (shape, chunks)
+
+
+def test_hostile_ome_scales_leave_planning_to_the_job(tmp_path):
+    """Scales the distances cannot use: planning passes them on (no crash, nothing
+    refused that it cannot size) and each job fails its volume in one line."""
+    masks = tmp_path / "masks"
+    scales = [[-1, 1, 1], [float("nan"), 1, 1], [0, 1, 1], ["x", 1, 1], [1, 1], None, [[1], 1, 1]]
+    for i, scale in enumerate(scales):
+        write_ome(masks / f"v{i}.ome.zarr", labels(), (8, 16, 16), scale)
+    planned = run(masks, tmp_path / "dry", spacing="auto", dry_run=True)
+    assert not planned.failed
+    report = run(masks, tmp_path / "out", spacing="auto")
+    assert sorted(report.failed) == [f"v{i}.ome.zarr" for i in range(len(scales))]
+    assert not any("\n" in reason for reason in report.failed.values())

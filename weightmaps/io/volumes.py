@@ -15,9 +15,10 @@ volume's shape, data type and stored chunks are read from its metadata
 (:func:`inspect_volume`, no zarr needed) and checked (:func:`check_volume`)
 before anything is read or scheduled: when the run is planned and again in
 the job, and once more on what zarr itself read; the processing chunks grown
-by the maps' halos (:func:`check_halo_blocks`, on :func:`processing_grid`)
-when planned if the spacing is known by then, and in the job once it is,
-still before any data is read. A refusal is one line
+by the maps' halos (:func:`check_halo_blocks`, on :func:`processing_grid`,
+with the file's spacing from :func:`ome_scale` or a TIFF's tags) when
+planned and again in the job, still before any data is read. A refusal is
+one line
 (:class:`VolumeRefused`). Zarr chunks missing from the store are counted
 from its listing, never by reading.
 
@@ -61,6 +62,7 @@ __all__ = [
     "inspect_volume",
     "is_big_tiff",
     "multiscales",
+    "ome_scale",
     "processing_chunks",
     "processing_grid",
     "tree_size",
@@ -395,17 +397,43 @@ def _zarr_array_info(folder: Path) -> tuple[VolumeInfo, Callable[[str], bool]]:
     return info, is_chunk_key
 
 
-def _level_zero(root: Path) -> Path:
-    """The folder of an OME-Zarr image's full-resolution array (kept inside ``root``)."""
+def _full_resolution(root: Path) -> dict[str, Any]:
+    """The first dataset of an OME-Zarr image's multiscales (VolumeRefused if none)."""
     meta = _load_json(root / "zarr.json")
     attrs = (meta.get("attributes") or {}) if isinstance(meta, dict) else None
     if attrs is None:
         attrs = _load_json(root / ".zattrs") or {}
     ms = multiscales(attrs) if isinstance(attrs, dict) else None
     try:
-        path = ms[0]["datasets"][0]["path"]  # type: ignore[index]
+        dataset = ms[0]["datasets"][0]  # type: ignore[index]
     except (TypeError, KeyError, IndexError):
-        raise VolumeRefused("OME-Zarr metadata names no full-resolution dataset") from None
+        dataset = None
+    if not isinstance(dataset, dict) or "path" not in dataset:
+        raise VolumeRefused("OME-Zarr metadata names no full-resolution dataset")
+    return dataset
+
+
+def ome_scale(path: str | os.PathLike[str]) -> tuple[float, ...] | None:
+    """The scale of a zarr volume's full-resolution level, read from its metadata as
+    the job reads it (the last ``scale`` transform of the first dataset), or None:
+    a zarr array, or no scale given. VolumeRefused for metadata that cannot be used.
+    """
+    path = Path(path)
+    if zarr_kind(path) != "ome":
+        return None
+    scale = None
+    try:
+        for transform in _full_resolution(path).get("coordinateTransformations") or []:
+            if transform.get("type") == "scale":
+                scale = tuple(float(s) for s in transform["scale"])
+    except (AttributeError, TypeError, KeyError, ValueError, OverflowError) as exc:
+        raise VolumeRefused(f"unusable OME-Zarr scale: {type(exc).__name__}") from None
+    return scale
+
+
+def _level_zero(root: Path) -> Path:
+    """The folder of an OME-Zarr image's full-resolution array (kept inside ``root``)."""
+    path = _full_resolution(root)["path"]
     parts = path.split("/") if isinstance(path, str) else []
     if not parts or any(p in ("", ".", "..") or "\\" in p for p in parts):
         raise VolumeRefused(f"OME-Zarr dataset path {str(path)[:80]!r} is not inside the image")

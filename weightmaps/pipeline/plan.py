@@ -28,6 +28,7 @@ from weightmaps.io.volumes import (
     fingerprint,
     inspect_volume,
     is_big_tiff,
+    ome_scale,
     processing_grid,
     tree_size,
 )
@@ -53,6 +54,7 @@ __all__ = [
     "check_kinds",
     "make_out_dir",
     "open_manifest",
+    "planned_file_spacing",
     "recorded_volume_options",
     "settings_record",
 ]
@@ -151,28 +153,30 @@ class Run:
         return plan
 
     def _check_grown_blocks(self, path: Path, info: VolumeInfo, plan: Plan) -> None:
-        """The job's check of blocks grown by the maps' halos (VolumeRefused), here
-        when its inputs are known before the volume is opened: no spacing, the
-        one given, or a TIFF's own. A zarr's OME scale (``--spacing auto``), a
-        volume the job refuses for another reason, and a client without the
-        dask extra leave it to the job, which checks again either way.
+        """The job's check of blocks grown by the maps' halos (VolumeRefused), from
+        the metadata before the volume is opened, with the spacing the job will
+        use: none, the one given, or the file's own (a TIFF's tags, an
+        OME-Zarr's scale). A volume the job refuses for another reason, and a
+        client without the dask extra, leave it to the job, which checks again
+        either way.
         """
-        from weightmaps.masktype import MaskTypeError
         from weightmaps.pipeline.jobs import resolve_spacing
         from weightmaps.recipe import volume_halos, volume_refusal
 
-        setting = self.settings.spacing
-        if setting == "auto" and path.is_dir():
-            return
         kinds = [k for k in plan.todo if k in KINDS]
         grid = processing_grid(info, self.chunks)
         if volume_refusal(self.settings, kinds) is not None or len(grid) not in (2, 3):
             return
+        setting = self.settings.spacing
         try:
-            file_spacing = read_spacing_unit(path)[0] if setting == "auto" else None
+            file_spacing = (
+                planned_file_spacing(path, info, len(grid)) if setting == "auto" else None
+            )
             spacing = resolve_spacing(setting, file_spacing, len(grid))
             halos = volume_halos(self.settings, kinds, spacing, len(grid))
-        except (ImportError, OSError, MaskTypeError):
+        except Exception:  # noqa: BLE001 - hostile metadata (a negative scale ...)
+            # The job fails such a volume in its own words; planning only adds
+            # the refusals it can size.
             return
         check_halo_blocks(grid, info.dtype, halos, self.volume_limits)
 
@@ -372,3 +376,14 @@ def recorded_volume_options(recorded: dict[str, Any]) -> tuple[VolumeLimits, int
     except ValueError as exc:
         raise ManifestError(f"bad volume settings in the manifest: {exc}") from None
     return limits, chunks
+
+
+def planned_file_spacing(path: Path, info: VolumeInfo, ndim: int) -> tuple[float, ...] | None:
+    """The pixel size a volume's file gives, as its job will take it: a TIFF's
+    tags, or an OME-Zarr's scale less the leading axes of length 1 the job drops."""
+    if not path.is_dir():
+        return read_spacing_unit(path)[0]
+    scale = ome_scale(path)
+    if scale is None:
+        return None
+    return scale[len(info.shape) - ndim :][-ndim:]
