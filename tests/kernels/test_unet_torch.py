@@ -24,6 +24,9 @@ from weightmaps.torch_kernels import (
 
 device = device_fixture()
 
+# These tests hand single volumes to the one-mask function on purpose.
+VOLUMES_ON_PURPOSE = "ignore::weightmaps.torch_kernels.VolumeTensorWarning"
+
 
 @pytest.mark.parametrize(
     "shape, spacing",
@@ -64,6 +67,7 @@ def test_batch_equals_per_mask(device):
         check_tensor(got[b], want, device, 1e-4)
 
 
+@pytest.mark.filterwarnings(VOLUMES_ON_PURPOSE)
 @pytest.mark.parametrize("shape", [(90, 40), (30, 20, 18)])
 def test_groups_and_slabs_change_nothing(device, shape):
     masks = np.stack([random_instances(shape, 20, seed=13 + s) for s in range(3)])
@@ -101,6 +105,7 @@ def test_rejects_numpy_inputs_and_a_batch_without_batch_axis():
 # ----------------------------------------------------------------------------
 
 
+@pytest.mark.filterwarnings(VOLUMES_ON_PURPOSE)
 def test_renumbers_uint64_arrays_batches_and_slabs():
     small = ranked(HUGE_2D)
     reference = unet_weight_map_torch(small)
