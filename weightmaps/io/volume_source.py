@@ -28,6 +28,7 @@ from weightmaps.io.volumes import (
     default_chunk_edge,
     inspect_volume,
     multiscales,
+    ome_scale,
 )
 from weightmaps.masktype import MaskTypeError
 
@@ -157,11 +158,8 @@ def _open_node(path: str) -> tuple[Any, tuple[float, ...] | None]:
                 ms = multiscales(dict(node.attrs))
                 if not ms:
                     raise MaskTypeError("a zarr group without multiscales metadata; not a mask")
-                dataset = ms[0]["datasets"][0]
-                node = node[dataset["path"]]
-                for transform in dataset.get("coordinateTransformations") or []:
-                    if transform.get("type") == "scale":
-                        scale = tuple(float(s) for s in transform["scale"])
+                node = node[ms[0]["datasets"][0]["path"]]
+                scale = ome_scale(path)
         else:
             import tifffile
 
@@ -169,7 +167,7 @@ def _open_node(path: str) -> tuple[Any, tuple[float, ...] | None]:
             node = zarr.open(store, mode="r")
             if isinstance(node, zarr.Group):
                 node = node["0"]  # a pyramid: its full-resolution level
-    except (MaskTypeError, MemoryError):
+    except (MaskTypeError, MemoryError, VolumeRefused):
         raise
     except Exception as exc:  # noqa: BLE001 - hostile metadata: RecursionError, KeyError...
         raise VolumeRefused(f"cannot open the volume's metadata: {_error_text(exc)}") from exc

@@ -414,9 +414,10 @@ def _full_resolution(root: Path) -> dict[str, Any]:
 
 
 def ome_scale(path: str | os.PathLike[str]) -> tuple[float, ...] | None:
-    """The scale of a zarr volume's full-resolution level, read from its metadata as
-    the job reads it (the last ``scale`` transform of the first dataset), or None:
-    a zarr array, or no scale given. VolumeRefused for metadata that cannot be used.
+    """The scale of a zarr volume's full-resolution level, read from its metadata
+    (the last ``scale`` transform of the first dataset), or None: a zarr array, or
+    no scale given. VolumeRefused, one line, for metadata that cannot be used.
+    Planning and the job that opens the volume both read it here.
     """
     path = Path(path)
     if zarr_kind(path) != "ome":
@@ -427,7 +428,9 @@ def ome_scale(path: str | os.PathLike[str]) -> tuple[float, ...] | None:
             if transform.get("type") == "scale":
                 scale = tuple(float(s) for s in transform["scale"])
     except (AttributeError, TypeError, KeyError, ValueError, OverflowError) as exc:
-        raise VolumeRefused(f"unusable OME-Zarr scale: {type(exc).__name__}") from None
+        lines = str(exc).strip().splitlines()
+        text = f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+        raise VolumeRefused(f"cannot open the volume's metadata: {text}") from None
     return scale
 
 
