@@ -47,7 +47,7 @@ from __future__ import annotations
 import numpy as np
 
 from weightmaps._shared.counting import count_ids
-from weightmaps._shared.threads import run_parts, split_range, threads_for
+from weightmaps._shared.threads import map_parts
 
 __all__ = [
     "MASK_TYPES",
@@ -219,14 +219,12 @@ def uniform_pixels(mask: np.ndarray) -> np.ndarray:
     # Slabs along axis 0 on the kernel threads, each read with the plane on
     # either side: a pixel looks no further than its neighbours.
     n = mask.shape[0]
-    slabs = split_range(n, threads_for(mask.size))
 
-    def slab(part: tuple[int, int]) -> None:
-        lo, hi = part
+    def slab(lo: int, hi: int) -> None:
         start, stop = max(lo - 1, 0), min(hi + 1, n)
         uniform[lo:hi] = _uniform_in(mask[start:stop])[lo - start : hi - start]
 
-    run_parts(slab, slabs, len(slabs))
+    map_parts(slab, n, pixels=mask.size)
     return uniform
 
 

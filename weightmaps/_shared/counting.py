@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from weightmaps._shared.threads import run_parts, split_range, threads_for
+from weightmaps._shared.threads import map_parts
 
 __all__ = ["count_ids", "paint_ids"]
 
@@ -34,17 +34,15 @@ def count_ids(values: np.ndarray, minlength: int = 0) -> np.ndarray:
         return np.bincount(flat, minlength=minlength)
     from weightmaps._shared._count_nb import count_runs
 
-    parts = split_range(flat.size, threads_for(flat.size))
-    counts: list[np.ndarray] = [np.zeros(0, np.intp)] * len(parts)
-
-    def count(index: int) -> None:
-        part = flat[parts[index][0] : parts[index][1]]
+    def count(lo: int, hi: int) -> np.ndarray:
+        part = flat[lo:hi]
         if flat.dtype.kind == "i" and part.min() < 0:
             raise ValueError("ids must be non-negative")
-        counts[index] = np.zeros(max(int(part.max()) + 1, minlength), np.intp)
-        count_runs(part, counts[index])
+        counts = np.zeros(max(int(part.max()) + 1, minlength), np.intp)
+        count_runs(part, counts)
+        return counts
 
-    run_parts(count, range(len(parts)), len(parts))
+    counts = map_parts(count, flat.size)
     total = max(counts, key=len)
     for part_counts in counts:
         if part_counts is not total:
@@ -66,12 +64,8 @@ def paint_ids(table: np.ndarray, ids: np.ndarray) -> np.ndarray:
     ids = np.asarray(ids)
     out = np.empty(ids.shape, table.dtype)
     flat_ids, flat_out = ids.reshape(-1), out.reshape(-1)
-    parts = split_range(flat_ids.size, threads_for(flat_ids.size))
-    run_parts(
-        lambda part: np.take(
-            table, flat_ids[part[0] : part[1]], out=flat_out[part[0] : part[1]], mode="clip"
-        ),
-        parts,
-        len(parts),
+    map_parts(
+        lambda lo, hi: np.take(table, flat_ids[lo:hi], out=flat_out[lo:hi], mode="clip"),
+        flat_ids.size,
     )
     return out

@@ -19,7 +19,14 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import CancelledError, ThreadPoolExecutor
 from typing import Any
 
-__all__ = ["kernel_threads", "run_parts", "split_range", "thread_count", "threads_for"]
+__all__ = [
+    "kernel_threads",
+    "map_parts",
+    "run_parts",
+    "split_range",
+    "thread_count",
+    "threads_for",
+]
 
 _local = threading.local()
 
@@ -78,6 +85,28 @@ def split_range(stop: int, parts: int, align: int = 1) -> list[tuple[int, int]]:
     parts = max(1, min(parts, units))
     cuts = [min(stop, (units * i // parts) * align) for i in range(parts + 1)]
     return [(lo, hi) for lo, hi in zip(cuts, cuts[1:], strict=False) if hi > lo]
+
+
+def map_parts(
+    work: Callable[[int, int], Any], stop: int, *, pixels: int | None = None
+) -> list[Any]:
+    """``[work(lo, hi) for (lo, hi) in split_range(stop, threads)]``, the parts on the
+    kernel threads: as many as :func:`threads_for` gives ``pixels`` (default
+    ``stop``) pixels, the results in the parts' order.
+
+    Examples
+    --------
+    >>> map_parts(lambda lo, hi: hi - lo, 10)
+    [10]
+    """
+    parts = split_range(stop, threads_for(stop if pixels is None else pixels))
+    results: list[Any] = [None] * len(parts)
+
+    def run(index: int) -> None:
+        results[index] = work(*parts[index])
+
+    run_parts(run, range(len(parts)), len(parts))
+    return results
 
 
 def run_parts(work: Callable[[Any], None], parts: Sequence[Any], threads: int) -> None:

@@ -20,7 +20,7 @@ import numpy as np
 
 from weightmaps._shared.arrays import ArrayOrTensor, is_torch_tensor, line_view
 from weightmaps._shared.checks import check_classes_or_count, check_kernel_size, check_nonempty
-from weightmaps._shared.threads import run_parts, split_range, threads_for
+from weightmaps._shared.threads import map_parts, run_parts, split_range, threads_for
 from weightmaps.kernels._box_nb import (
     box_sum_pass,
     box_sum_pass_part,
@@ -78,15 +78,14 @@ def _foreground(mask: np.ndarray, ignore_index: int | None) -> np.ndarray:
         out = np.empty(mask.shape, np.float32)
         flat_mask, flat_out = mask.reshape(-1), out.reshape(-1)
 
-        def part(bounds: tuple[int, int]) -> None:
-            values = flat_mask[bounds[0] : bounds[1]]
+        def part(lo: int, hi: int) -> None:
+            values = flat_mask[lo:hi]
             fg = values != 0
             if ignore_index is not None:
                 fg &= values != ignore_index
-            flat_out[bounds[0] : bounds[1]] = fg
+            flat_out[lo:hi] = fg
 
-        parts = split_range(flat_mask.size, threads_for(flat_mask.size))
-        run_parts(part, parts, len(parts))
+        map_parts(part, flat_mask.size)
         return out
     if not np.issubdtype(mask.dtype, np.floating):
         raise TypeError(f"mask must be bool, integer or float, got dtype {mask.dtype}")
@@ -162,13 +161,10 @@ def edge_weight_map(
         m = _foreground(mask, ignore_index)
         weights = box_sum(m, kernel_size)
         flat_weights, flat_m = weights.ravel(), m.ravel()
-        threads = threads_for(m.size)
-        run_parts(
-            lambda p: edge_weights_in_place(
-                flat_weights[p[0] : p[1]], flat_m[p[0] : p[1]], scale, float(alpha)
-            ),
-            split_range(m.size, threads),
-            threads,
+        alpha = float(alpha)
+        map_parts(
+            lambda lo, hi: edge_weights_in_place(flat_weights[lo:hi], flat_m[lo:hi], scale, alpha),
+            m.size,
         )
     else:
         if not np.issubdtype(mask.dtype, np.integer):

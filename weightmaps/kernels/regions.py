@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from weightmaps._shared.threads import run_parts, split_range, threads_for
+from weightmaps._shared.threads import map_parts, run_parts, split_range, threads_for
 
 __all__ = ["regions_per_value"]
 
@@ -50,9 +50,7 @@ def regions_per_value(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
     # Axis 0 stays axis 0, the one split among threads: (n,) -> (n, 1, 1)
     # and (h, w) -> (h, 1, w) keep every neighbour a neighbour.
-    view = labels.reshape(
-        (labels.shape[0],) + (1,) * (3 - labels.ndim) + labels.shape[1:]
-    )
+    view = labels.reshape((labels.shape[0],) + (1,) * (3 - labels.ndim) + labels.shape[1:])
     view = np.ascontiguousarray(view)
     parent = np.empty(view.size, np.int32 if view.size < 2**31 else np.int64)
     slabs = split_range(view.shape[0], threads_for(view.size))
@@ -61,15 +59,14 @@ def regions_per_value(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         kernels.join_planes(view, parent, start, start + 1, start - 1)
     flat = view.ravel()
     plane = flat.size // view.shape[0]
-    root_values: list[np.ndarray] = [np.zeros(0, flat.dtype)] * len(slabs)
 
-    def find_roots(index: int) -> None:
-        lo, hi = slabs[index][0] * plane, slabs[index][1] * plane
-        pixels = np.flatnonzero(flat[lo:hi]) + lo
+    def root_values(z0: int, z1: int) -> np.ndarray:
+        pixels = np.flatnonzero(flat[z0 * plane : z1 * plane])
+        pixels += z0 * plane
         roots = pixels[parent[pixels] == pixels]  # one pixel per region
-        root_values[index] = flat[roots]
+        return flat[roots]
 
-    run_parts(find_roots, range(len(slabs)), len(slabs))
-    values, regions = np.unique(np.concatenate(root_values), return_counts=True)
+    # The same slabs, each on its thread again.
+    found = map_parts(root_values, view.shape[0], pixels=view.size)
+    values, regions = np.unique(np.concatenate(found), return_counts=True)
     return values, regions.astype(np.int64)
-

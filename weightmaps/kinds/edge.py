@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from weightmaps._shared.checks import check_kernel_size
-from weightmaps._shared.threads import run_parts, split_range, threads_for
+from weightmaps._shared.threads import map_parts
 from weightmaps.kinds.spec import MapContext, MapKind, Param, numbers_from_text
 from weightmaps.masktype import MaskTypeError
 
@@ -205,16 +205,13 @@ def _ids_on_core(
     from weightmaps.masktype import distinct_values
 
     flat = [a.reshape(-1) for a in (objects, classes, weights)]
-    parts = split_range(flat[0].size, threads_for(flat[0].size))
-    chosen: list[np.ndarray] = [np.zeros(0, objects.dtype)] * len(parts)
 
-    def choose(index: int) -> None:
-        lo, hi = parts[index]
+    def choose(lo: int, hi: int) -> np.ndarray:
         ids, part_classes, part_weights = (a[lo:hi] for a in flat)
         core = (part_classes == 1) & (np.abs(part_weights - 1.0) < tolerance)
-        chosen[index] = ids[core]
+        return ids[core]
 
-    run_parts(choose, range(len(parts)), len(parts))
+    chosen = map_parts(choose, flat[0].size)
     return int(distinct_values(np.concatenate(chosen)).size)
 
 
