@@ -30,7 +30,7 @@ def _class_array(mask: np.ndarray) -> np.ndarray:
     return mask
 
 
-# Class ids below this are histogrammed with bincount / painted with a lookup
+# Class ids below this are counted per id (count_ids) / painted with a lookup
 # table, which is linear time; others (instance ids, negatives) fall back to a sort.
 _DENSE_IDS = 1 << 16
 
